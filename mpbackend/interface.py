@@ -1,0 +1,318 @@
+"""Interface: how a process talks to the service (the seeds' Backend and InterfaceSock).
+
+    log(), config, summary --publish-----> dumps() --> buffer --(sender thread)--> rec_q
+    init, flush, finish    --communicate--> dumps() --> buffer --(now)-----------> rec_q
+                                            Future <-- Router thread <-- rsp_q
+
+``publish`` is fire-and-forget: the record is serialised in the caller's thread
+(so a value that cannot be sent raises TypeError right there), appended to an
+in-memory buffer and the call returns. ``communicate`` sends a request with a
+uuid through the same buffer, so it is ordered after everything published
+before it, and waits, always with a timeout, for the Future the Router resolves.
+
+The buffer holds at most ``Settings.buffer_bytes`` of serialised records that
+have not reached the pipe yet. When it is full, ``publish`` waits for room
+(policy ``block``) or drops the record and counts it (policy ``drop``). This
+buffer is all a SIGKILL of the user process can lose: what reached the pipe is
+in the kernel and the service stores it.
+
+One **sender thread** per process has one job: every ``send_interval`` (at once
+for a full batch or a request) it takes the whole buffer and writes it to rec_q
+as one batch, tagged with the process id and the DataLoader worker id.
+
+A forked child gets a fresh buffer, lock and sender (``os.register_at_fork``); it
+can publish but not communicate, since replies go to the run owner's router. At
+a child's exit its buffer is drained into the pipe.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import concurrent.futures
+import logging
+import multiprocessing.util
+import os
+import pickle
+import sys
+import threading
+import time
+import uuid as uuidlib
+import weakref
+from typing import Any
+
+import cloudpickle
+
+from . import messages as m
+from .errors import RequestTimeout, ServiceError, UsageError
+from .queues import BatchQueue
+from .router import Router
+from .settings import Settings
+
+log = logging.getLogger("mpbackend")
+
+_pickle_dumps = pickle.dumps
+# Records up to SMALL bytes are counted as SMALL bytes against the buffer bound,
+# so the hot path needs no lock; larger ones are counted exactly.
+SMALL = 512
+_interfaces: weakref.WeakSet[Interface] = weakref.WeakSet()
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise ``obj`` for the service, in the caller's thread.
+
+    The C pickler (protocol 5) takes plain data. What pickle would send by a
+    reference the service cannot resolve (a class, function or lambda defined in
+    ``__main__``, a notebook cell or a spawned child's main module), goes by value
+    with cloudpickle. Raises TypeError for what neither can serialise.
+    """
+    try:
+        data = _pickle_dumps(obj, 5)
+    except Exception as exc:
+        return _dumps_by_value(obj, exc)
+    if b"main__" in data:  # a reference into __main__ / __mp_main__
+        return _dumps_by_value(obj, None)
+    return data
+
+
+def _dumps_by_value(obj: Any, first_error: Exception | None) -> bytes:
+    mp_main = sys.modules.get("__mp_main__")
+    if mp_main is not None and mp_main is sys.modules.get("__main__"):
+        try:
+            cloudpickle.register_pickle_by_value(mp_main)
+        except ValueError:
+            pass
+    try:
+        return cloudpickle.dumps(obj, protocol=5)
+    except Exception as exc:
+        cause = first_error or exc
+        raise TypeError(f"cannot send a {type(obj).__name__} to the mpbackend service: "
+                        f"{cause}") from exc
+
+
+def _worker_id() -> int | None:
+    """The PyTorch DataLoader worker id of this process, if it is one."""
+    data = sys.modules.get("torch.utils.data")
+    if data is None:
+        return None
+    info = data.get_worker_info()
+    return None if info is None else info.id
+
+
+class Interface:
+    """A process's connection to the service: publish, communicate, a bounded buffer."""
+
+    def __init__(self, rec_q: BatchQueue, router: Router | None, settings: Settings) -> None:
+        self._rec_q = rec_q
+        self._router = router
+        self._limit = settings.buffer_bytes
+        self._drop = settings.buffer_policy == "drop"
+        self._interval = settings.send_interval
+        self._batch = settings.batch_records
+        self._request_timeout = settings.request_timeout
+        self._reset()
+        _interfaces.add(self)
+
+    def _reset(self) -> None:
+        """Fresh per-process state (at creation and in a forked child)."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)
+        self._q: collections.deque[bytes] = collections.deque()
+        self._big = 0  # bytes of buffered records larger than SMALL
+        self._in_flight = False
+        self._ready = threading.Event()  # the buffer is not empty
+        self._now = threading.Event()  # a batch is full or a request waits
+        self._sender: threading.Thread | None = None
+        self._closed = False
+        self._broken: str | None = None
+        self.dropped = 0
+
+    def _after_fork_in_child(self) -> None:
+        self._reset()
+        self._router = None
+
+    # -- sending -----------------------------------------------------------
+
+    def publish(self, record: tuple) -> None:
+        """Send a record without waiting; TypeError if it cannot be serialised."""
+        self.put(dumps(record))
+
+    def communicate(self, message: Any, timeout: float | None = None) -> Any:
+        """Send a request and wait at most ``timeout`` seconds for its reply value."""
+        router = self._router
+        if router is None:
+            raise UsageError(
+                f"{type(message).__name__} can only be asked from the process that started "
+                f"the run (pid of this process: {os.getpid()})")
+        timeout = self._request_timeout if timeout is None else timeout
+        uuid = uuidlib.uuid4().hex
+        future = router.expect(uuid)
+        try:
+            self._put_slow(dumps((m.REQUEST, uuid, message)), True)
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise RequestTimeout(f"the service did not answer {type(message).__name__} "
+                                 f"within {timeout:g} s") from None
+        finally:
+            router.forget(uuid)
+
+    def put(self, data: bytes) -> None:
+        """Buffer one serialised record (the hot path of ``log()``).
+
+        A record of at most SMALL bytes is appended to a deque without a lock
+        and counted as SMALL bytes against the bound; anything else takes the
+        locked path, which also blocks or drops when the buffer is full.
+        """
+        q = self._q
+        if (len(data) > SMALL or self._sender is None or self._broken is not None
+                or (len(q) + 1) * SMALL + self._big > self._limit):
+            self._put_slow(data, False)
+            return
+        q.append(data)
+        n = len(q)
+        if n == 1:
+            self._ready.set()
+        elif n >= self._batch:
+            self._now.set()
+
+    def _full(self, size: int) -> bool:
+        q = self._q
+        return bool(q) and len(q) * SMALL + self._big + max(size, SMALL) > self._limit
+
+    def _put_slow(self, data: bytes, urgent: bool) -> None:
+        size = len(data)
+        with self._lock:
+            if self._broken is not None:
+                if urgent:
+                    raise ServiceError(self._broken)
+                self.dropped += 1
+                return
+            if self._sender is None:
+                self._start_sender()
+            if self._full(size) and not self._make_room(size, urgent):
+                return
+            if size > SMALL:
+                self._big += size
+            self._q.append(data)
+        self._ready.set()
+        if urgent or len(self._q) >= self._batch:
+            self._now.set()
+
+    def _make_room(self, size: int, urgent: bool) -> bool:
+        """Called with the lock held and the buffer full: wait, or drop and count."""
+        if self._drop and not urgent:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning("mpbackend: the service is behind and the buffer (%d bytes) is "
+                            "full; records are being dropped (buffer_policy='drop')",
+                            self._limit)
+            return False
+        self._now.set()
+        deadline = time.monotonic() + self._request_timeout
+        while self._full(size) and self._broken is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.dropped += 1
+                log.warning("mpbackend: the service has not taken records for %g s; "
+                            "a record was dropped", self._request_timeout)
+                return False
+            self._space.wait(min(left, 1.0))
+        if self._broken is not None:
+            if urgent:
+                raise ServiceError(self._broken)
+            self.dropped += 1
+            return False
+        return True
+
+    def _start_sender(self) -> None:
+        self._sender = threading.Thread(target=self._send_loop, name="mpbackend-sender",
+                                        daemon=True)
+        self._sender.start()
+        if self._router is None:  # a child process: drain at its exit
+            atexit.register(self.drain)
+            multiprocessing.util.Finalize(self, self.drain, exitpriority=100)
+
+    def _send_loop(self) -> None:
+        """Sender thread: buffer -> rec_q, one batch per wake-up."""
+        pid = os.getpid()
+        worker = _worker_id()
+        q = self._q
+        while True:
+            if not self._ready.wait(0.1) and not q:
+                if self._closed:
+                    return
+                continue
+            self._now.wait(self._interval)
+            self._ready.clear()
+            self._now.clear()
+            self._in_flight = True
+            batch = []
+            big = 0
+            for _ in range(len(q)):
+                data = q.popleft()
+                batch.append(data)
+                if len(data) > SMALL:
+                    big += len(data)
+            if batch:
+                self._write(_pickle_dumps((pid, worker, batch), 5))
+            with self._lock:
+                self._big -= big
+                self._in_flight = False
+                self._space.notify_all()
+
+    def _write(self, payload: bytes) -> None:
+        while self._broken is None:
+            try:
+                if self._rec_q.put_bytes(payload, timeout=1.0):
+                    return
+            except OSError as exc:
+                self.set_broken(f"the mpbackend service is gone ({exc})")
+                return
+        with self._lock:
+            self.dropped += 1
+
+    def set_broken(self, reason: str) -> None:
+        """The service is gone: later records are dropped, waiters are released."""
+        with self._lock:
+            if self._broken is None:
+                self._broken = reason
+            self._space.notify_all()
+        self._now.set()
+
+    @property
+    def broken(self) -> str | None:
+        return self._broken
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until everything published so far is written to rec_q; True if it is."""
+        if self._pid != os.getpid() or self._sender is None:
+            return True
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while (self._q or self._in_flight) and self._broken is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._ready.set()
+                self._now.set()
+                self._space.wait(min(left, 0.05))
+        return self._broken is None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Drain, then let the sender thread end."""
+        self.drain(timeout)
+        self._closed = True
+        self._ready.set()
+        self._now.set()
+        sender = self._sender
+        if sender is not None and sender is not threading.current_thread():
+            sender.join(timeout=1.0)
+
+
+def _after_fork_in_child() -> None:
+    for interface in list(_interfaces):
+        interface._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

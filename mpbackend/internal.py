@@ -1,0 +1,180 @@
+"""Internal: one run inside the service process, the handler and writer of a stream.
+
+    StreamMux --history/config/summary records--> Internal --rows--> store.RunWriter
+              <--reply values (init, flush, finish)--
+
+An Internal keeps the state that every process logging into the run shares: the
+step counter, the rows not yet committed, the summary and the config. It applies
+wandb's step rules:
+
+* ``log(d)`` commits a row at the current ``_step`` and moves the step on;
+* ``log(d, commit=False)`` merges ``d`` into the pending row;
+* ``log(d, step=s)``: ``s`` equal to the current step merges into the pending row,
+  a larger ``s`` commits the pending row and moves the step to ``s``, a smaller
+  ``s`` is dropped with a warning; with a step given, ``commit`` defaults to False;
+* ``log({})`` with ``commit`` not False commits the pending row, if any.
+
+Each process has its own pending row, so a DataLoader worker's partial row never
+merges with the main loop's; every committed row, from any process, takes the
+next step. Rows from a process other than the run's owner carry ``_pid`` (and
+``_worker``, the DataLoader worker id, where there is one).
+
+Rows, config, summary and state reach the database when the StreamMux calls
+``commit()`` (every ``commit_interval``), on a flush barrier, and at finish.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from .store import RunReader, RunWriter, db_path
+
+
+class Internal:
+    """The service-side state of one run (one stream of the StreamMux)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        """Open the run's store as ``spec`` (built by ``run.init``) describes it.
+
+        Raises FileExistsError / FileNotFoundError for ``resume`` rules, and
+        StoreError when the database cannot be written.
+        """
+        self.id: str = spec["id"]
+        self.run_dir: str = spec["run_dir"]
+        self.owner_pid: int = spec["pid"]
+        resume = spec.get("resume")
+        exists = os.path.exists(db_path(self.run_dir))
+        if resume == "must" and not exists:
+            raise FileNotFoundError(
+                f"resume='must' but run {self.id!r} does not exist in {self.run_dir}")
+        if resume == "never" and exists:
+            raise FileExistsError(
+                f"resume='never' but run {self.id!r} already exists in {self.run_dir}")
+        resuming = exists and resume in ("allow", "must", True, "auto")
+        if exists and not resuming:
+            raise FileExistsError(
+                f"run {self.id!r} already exists in {self.run_dir}; pass resume='allow' "
+                "to continue it or choose another id")
+        self.step = 0
+        self.config: dict[str, Any] = dict(spec.get("config") or {})
+        self.logged_summary: dict[str, Any] = {}
+        self.user_summary: dict[str, Any] = {}
+        self.start_time: float = spec["start_time"]
+        self.runtime_before = 0.0
+        if resuming:
+            with RunReader(self.run_dir) as reader:
+                old = reader.info()
+            self.step = old["step"]
+            self.config = {**old["config"], **self.config}
+            self.logged_summary = dict(old["summary"])
+            self.runtime_before = float(self.logged_summary.get("_runtime", 0.0))
+        self.resumed = resuming
+        self.writer = RunWriter(self.run_dir, {
+            "id": self.id, "project": spec["project"], "name": spec.get("name"),
+            "created_at": spec["start_time"], "step": self.step, "config": self.config,
+            "tags": spec.get("tags") or [], "notes": spec.get("notes"),
+            "run_group": spec.get("group"), "job_type": spec.get("job_type"),
+            "host": spec.get("host"), "pid": self.owner_pid,
+        }, resume=resuming)
+        if resuming:
+            self.writer.update_run(config=self.config)
+        self._pending: dict[int, tuple[dict[str, Any], float, Any]] = {}
+        self.dropped_steps = 0
+        self.state = "running"
+
+    # -- records ---------------------------------------------------------
+
+    def history(self, pid: int, worker: Any, data: dict[str, Any], step: int | None,
+                commit: bool | None, ts: float) -> str | None:
+        """Apply one ``log()`` call; returns a warning for the user, or None."""
+        pending = self._pending.get(pid)
+        if step is not None:
+            if step < self.step:
+                self.dropped_steps += 1
+                return (f"step {step} is less than the current step {self.step}: steps must "
+                        f"increase, so the data logged with it ({sorted(data)}) was dropped")
+            if step > self.step:
+                self._commit_all()
+                self.step = step
+                pending = None
+            if pending is None:
+                self._pending[pid] = (data, ts, worker)
+            else:
+                pending[0].update(data)
+                self._pending[pid] = (pending[0], ts, worker)
+            if commit:
+                self._commit_pending(pid)
+            return None
+        if commit is False:
+            if pending is None:
+                self._pending[pid] = (data, ts, worker)
+            else:
+                pending[0].update(data)
+                self._pending[pid] = (pending[0], ts, worker)
+            return None
+        if pending is not None:
+            del self._pending[pid]
+            pending[0].update(data)
+            data = pending[0]
+        if data:
+            self._commit_row(pid, worker, data, ts)
+        return None
+
+    def _commit_row(self, pid: int, worker: Any, row: dict[str, Any], ts: float) -> None:
+        row["_runtime"] = self.runtime_before + ts - self.start_time
+        row["_timestamp"] = ts
+        if pid != self.owner_pid:
+            row["_pid"] = pid
+            if worker is not None:
+                row["_worker"] = worker
+        self.writer.append(self.step, row)
+        self.logged_summary.update(row)
+        self.logged_summary["_step"] = self.step
+        self.step += 1
+
+    def _commit_pending(self, pid: int) -> None:
+        pending = self._pending.pop(pid, None)
+        if pending is not None and pending[0]:
+            self._commit_row(pid, pending[2], pending[0], pending[1])
+
+    def _commit_all(self) -> None:
+        """Commit every process's pending row, the owner's first."""
+        for pid in sorted(self._pending, key=lambda p: p != self.owner_pid):
+            self._commit_pending(pid)
+
+    def update_config(self, data: dict[str, Any]) -> None:
+        self.config.update(data)
+        self.writer.update_run(config=self.config)
+
+    def update_summary(self, data: dict[str, Any]) -> None:
+        self.user_summary.update(data)
+        self.writer.update_run(summary=self.summary())
+
+    def summary(self) -> dict[str, Any]:
+        """Last logged value of each key, overridden by what the user set."""
+        return {**self.logged_summary, **self.user_summary}
+
+    # -- transactions ----------------------------------------------------
+
+    def commit(self) -> None:
+        """Write the committed rows and the run's current state to the store."""
+        if self.writer.rows_pending:
+            self.writer.update_run(step=self.step, summary=self.summary())
+        self.writer.commit()
+
+    def flush(self) -> dict[str, Any]:
+        """[8] Everything received so far is committed when this returns."""
+        self.commit()
+        return {"step": self.step}
+
+    def finish(self, state: str, exit_code: int | None) -> dict[str, Any]:
+        """[a] Commit pending rows, record the final state, close the store."""
+        self._commit_all()
+        self.state = state
+        self.writer.update_run(state=state, exit_code=exit_code, step=self.step,
+                               summary=self.summary(), updated_at=time.time())
+        self.writer.close()
+        return {"state": state, "summary": self.summary(), "step": self.step,
+                "dropped_steps": self.dropped_steps}

@@ -1,0 +1,162 @@
+"""Manager: owns this process's service; every numbered message of seed 001 goes through it.
+
+    setup() --> Manager --[1]/[2] Service.start()---------------> service process
+                        --[3]/[4] ensure_up()    (EnsureUp)    --> StreamMux
+    init()  -->         --[5]/[6] inform_init()  (InformInit)  --> StreamMux adds an Internal
+    log()   --> Run --> Interface.publish        [7]           --> Internal
+    flush() -->         --[8]     Interface.communicate(Flush) --> Internal commits
+    finish()-->         --[9]/[a] inform_finish()(InformFinish)--> StreamMux removes it
+    atexit  -->         --[b]/[c] stop()         (ManagerStop) --> every stream ends
+                        --[d]/[e] poll()         (ManagerPoll) --> until none is left,
+                                  then join the process (kill it if it will not go)
+
+The Manager registers an atexit hook that finishes the runs still open (as
+``finished``, ``failed`` after an uncaught exception, ``interrupted`` after
+KeyboardInterrupt) and stops the service, all within ``Settings.exit_timeout``.
+In a forked child the hook does nothing: only the process that started the
+service stops it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from . import messages as m
+from .errors import Error, ServiceError
+from .interface import Interface
+from .router import Router
+from .service import Service
+from .settings import Settings
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .run import Run
+
+log = logging.getLogger("mpbackend")
+
+
+class Manager:
+    """Starts the service, carries the manager's requests, stops it at exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pid = os.getpid()
+        self.runs: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
+        self.exit_state = "finished"
+        self._stopped = False
+        self.service = Service(settings)
+        self.service.start()
+        assert self.service.rec_q is not None and self.service.process is not None
+        assert self.service.rsp_q is not None
+        self.router = Router(self.service.rsp_q, self.service, self._on_broken)
+        self.interface = Interface(self.service.rec_q, self.router, settings)
+        self.router.start()
+        self.ensure_up()
+        atexit.register(self._atexit)
+        _managers.add(self)
+        _hook_excepthook()
+
+    def _on_broken(self, reason: str) -> None:
+        self.interface.set_broken(reason)
+        if not self._stopped:
+            log.warning("mpbackend: %s; what is logged from now on is not stored", reason)
+
+    @property
+    def owner(self) -> bool:
+        """True in the process that started the service (not in a forked child)."""
+        return os.getpid() == self.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self._stopped and self.router.error is None and self.service.alive()
+
+    def communicate(self, message: Any, timeout: float | None = None) -> Any:
+        return self.interface.communicate(message, timeout)
+
+    def ensure_up(self) -> dict[str, Any]:
+        """[3]/[4] The service answers and runs our version."""
+        reply = self.communicate(m.EnsureUp(__version__), self.settings.start_timeout)
+        if reply["version"] != __version__:
+            raise ServiceError(f"the service runs mpbackend {reply['version']}, "
+                               f"this process {__version__}")
+        return reply
+
+    def inform_init(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """[5]/[6] Open a stream for a run; the reply has its id, dir and first step."""
+        return self.communicate(m.InformInit(spec))
+
+    def flush(self, stream: str, timeout: float | None = None) -> dict[str, Any]:
+        """[8] Returns once everything logged to ``stream`` before it is in the store."""
+        return self.communicate(m.Flush(stream), timeout)
+
+    def inform_finish(self, stream: str, state: str, exit_code: int | None,
+                      timeout: float | None = None) -> dict[str, Any]:
+        """[9]/[a] End a stream; the reply has the final state and summary."""
+        reply = self.communicate(m.InformFinish(stream, state, exit_code), timeout)
+        self.runs.pop(stream, None)
+        return reply
+
+    def stop(self, timeout: float | None = None, state: str = "finished") -> None:
+        """[b]..[e] Stop every stream, poll until drained, join; never longer than ``timeout``."""
+        if self._stopped or not self.owner:
+            return
+        timeout = self.settings.exit_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self._stopped = True
+        try:
+            if self.router.error is None:
+                self.communicate(m.ManagerStop(state), max(deadline - time.monotonic(), 0.01))
+                while time.monotonic() < deadline:
+                    left = deadline - time.monotonic()
+                    if self.communicate(m.ManagerPoll(), max(left, 0.01))["streams"] == 0:
+                        break
+                    time.sleep(0.01)
+        except Error as exc:
+            log.warning("mpbackend: stopping the service: %s", exc)
+        finally:
+            if not self.service.join(deadline - time.monotonic()):
+                log.warning("mpbackend: the service did not exit within %g s; killing it",
+                            timeout)
+                self.service.kill()
+            self.interface.close(timeout=0.5)
+            self.router.join(timeout=1.0)
+
+    def _atexit(self) -> None:
+        if not self.owner or self._stopped:
+            return
+        deadline = time.monotonic() + self.settings.exit_timeout
+        state = self.exit_state
+        for run in list(self.runs.values()):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.router.error is not None:
+                break
+            try:
+                run._finish_at_exit(state, max(left, 0.01))
+            except Error as exc:
+                log.warning("mpbackend: finishing run %s at exit: %s", run.id, exc)
+        self.stop(max(deadline - time.monotonic(), 0.5), state=state)
+
+
+_managers: weakref.WeakSet[Manager] = weakref.WeakSet()
+
+
+def _hook_excepthook() -> None:
+    """Record how the script ends (uncaught exception) so atexit marks runs right."""
+    if getattr(sys.excepthook, "_mpbackend", False):
+        return
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        state = "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
+        for manager in list(_managers):
+            manager.exit_state = state
+        previous(kind, value, tb)
+
+    excepthook._mpbackend = True  # type: ignore[attr-defined]
+    sys.excepthook = excepthook

@@ -1,0 +1,108 @@
+"""The messages that cross the two queues, named after seed 001's numbers.
+
+rec_q (user process and its children -> service) carries *batches*. A batch is
+the pickle of ``(pid, worker, records)``: the sending process, its DataLoader
+worker id or None, and a list of records each already serialised, in the
+caller's thread, by ``interface.dumps``. A record is a plain tuple whose first
+item is its opcode:
+
+    (HISTORY, stream, data, step, commit, timestamp)  [7] a log() call
+    (CONFIG, stream, data, allow_val_change)          config update
+    (SUMMARY, stream, data)                           summary update by the user
+    (REQUEST, uuid, message)                          a request: one of the
+                                                      dataclasses below
+
+Plain tuples keep the hot path cheap (a NamedTuple costs four times as much to
+pickle); every record kind that is not a request is fire-and-forget.
+
+rsp_q (service -> the user process's router) carries pickled ``Ready`` once,
+then ``Response`` (one per request, matched by uuid) and ``Notice`` (a warning
+for the user). Only standard types travel on rsp_q, so the router never needs
+to import user code.
+
+    seed 001     request            reply value
+    [1]/[2]      (process start)    Ready(pid, version)
+    [3]/[4]      EnsureUp           {"pid", "version"}
+    [5]/[6]      InformInit         {"id", "dir", "step", ...} of the new stream
+    [7]/[8]      HISTORY / Flush    {"step"} once all before it is in the store
+    [9]/[a]      InformFinish       {"state", "summary", "step"} the final state
+    [b]/[c]      ManagerStop        {"stopped": [stream ids]}
+    [d]/[e]      ManagerPoll        {"streams": number not yet drained}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+HISTORY = 0
+CONFIG = 1
+SUMMARY = 2
+REQUEST = 3
+
+
+@dataclass(frozen=True)
+class EnsureUp:
+    """[3] Is the service alive and of our version?"""
+
+    version: str
+
+
+@dataclass(frozen=True)
+class InformInit:
+    """[5] Add a stream (a run) to StreamMux; ``spec`` describes the run."""
+
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Flush:
+    """[8] Barrier: reply once everything sent before it is committed to the store."""
+
+    stream: str
+
+
+@dataclass(frozen=True)
+class InformFinish:
+    """[9] Finish a stream: commit, record its final state, remove it."""
+
+    stream: str
+    state: str
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class ManagerStop:
+    """[b] Stop every stream still open (the process is exiting)."""
+
+    state: str = "finished"
+
+
+@dataclass(frozen=True)
+class ManagerPoll:
+    """[d] How many streams have not been drained yet?"""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """[2] The service is up: its pid and version."""
+
+    pid: int
+    version: str
+
+
+@dataclass(frozen=True)
+class Response:
+    """The reply to the request with ``uuid``: a value, or an error (type name, text)."""
+
+    uuid: str
+    value: Any = None
+    error: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should hear about that no request asked for."""
+
+    level: str
+    text: str

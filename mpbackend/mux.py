@@ -1,0 +1,308 @@
+r"""The service process: its entry point ``serve`` and StreamMux, its main loop.
+
+    rec_q --(reader thread)--> inbox --(main thread: StreamMux)--> Internal[run 1] --> run.db
+                                                           |  \--> Internal[run N] --> run.db
+    rsp_q <-- Ready, Response(uuid), Notice -----------------+
+    watchdog thread: is the user process alive? (psutil)
+
+Three threads, one job each:
+
+* the **reader** moves batches from the rec_q pipe into ``inbox``, a bounded
+  in-memory queue, so a slow store pushes back on the pipe and then on the
+  user's buffer;
+* the **main thread** (StreamMux) unpacks each batch, hands records to the
+  Internal of their stream, answers requests on rsp_q in the order they were
+  sent, and commits every ``commit_interval``;
+* the **watchdog** polls the user process with psutil. When it is gone (even
+  SIGKILLed), the main thread stores whatever reached the queue (bounded by
+  ``DRAIN_SECONDS``), marks every open run ``crashed`` and the process exits.
+
+The service ignores SIGINT: Ctrl-C reaches the whole process group, and the
+user process decides how its runs end, then stops the service ([b]..[e]). A
+SIGTERM starts a grace period of ``TERM_GRACE`` seconds for the manager to do
+the same; after it the open runs are marked ``crashed`` and the service exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from . import messages as m
+from .internal import Internal
+from .queues import BatchQueue
+from .settings import Settings
+from .store import StoreError
+from .version import __version__
+
+log = logging.getLogger("mpbackend.service")
+
+DRAIN_SECONDS = 1.0
+TERM_GRACE = 10.0
+INBOX_BATCHES = 16
+_EOF = object()
+
+# Exceptions a request may fail with that the user side re-raises as the same type.
+_ERROR_TYPES = (FileExistsError, FileNotFoundError, PermissionError, ValueError, TypeError,
+                KeyError, StoreError)
+
+
+def serve(rec_q: BatchQueue, rsp_q: BatchQueue, user_pid: int, settings: Settings) -> None:
+    """Entry point of the service process ([1]): run StreamMux until stopped."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    rec_q.close_writer()
+    rsp_q.close_reader()
+    mux = StreamMux(rec_q, rsp_q, user_pid, settings)
+    signal.signal(signal.SIGTERM, mux.on_sigterm)
+    mux.run()
+
+
+def _read(rec_q: BatchQueue, inbox: queue.Queue, stop: threading.Event) -> None:
+    """Reader thread: rec_q -> inbox, until every writer is gone."""
+    while True:
+        try:
+            item: Any = rec_q.get_bytes()
+        except (EOFError, OSError):
+            item = _EOF
+        while not stop.is_set():
+            try:
+                inbox.put(item, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        if item is _EOF or stop.is_set():
+            return
+
+
+def _watch(user_pid: int, interval: float, died: threading.Event,
+           stop: threading.Event) -> None:
+    """Watchdog thread: set ``died`` when the user process is gone (or a zombie)."""
+    try:
+        proc = psutil.Process(user_pid)
+        while not stop.wait(interval):
+            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                break
+    except psutil.Error:
+        pass
+    died.set()
+
+
+class StreamMux:
+    """The service's main loop: routes records to one Internal per stream."""
+
+    def __init__(self, rec_q: BatchQueue, rsp_q: BatchQueue, user_pid: int,
+                 settings: Settings) -> None:
+        self.rec_q = rec_q
+        self.rsp_q = rsp_q
+        self.user_pid = user_pid
+        self.settings = settings
+        self.streams: dict[str, Internal] = {}
+        self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_BATCHES)
+        self.user_died = threading.Event()
+        self.stop = threading.Event()
+        self.stopping = False
+        self.term_at: float | None = None
+        self._noticed: dict[str, int] = {}
+        self._last_commit = time.monotonic()
+        self._handlers = {
+            m.HISTORY: self._history,
+            m.CONFIG: self._config,
+            m.SUMMARY: self._summary,
+            m.REQUEST: self._request,
+        }
+        self._requests = {
+            m.EnsureUp: self._ensure_up,
+            m.InformInit: self._inform_init,
+            m.Flush: self._flush,
+            m.InformFinish: self._inform_finish,
+            m.ManagerStop: self._manager_stop,
+            m.ManagerPoll: self._manager_poll,
+        }
+
+    def on_sigterm(self, signum: int, frame: Any) -> None:
+        if self.term_at is None:
+            self.term_at = time.monotonic() + TERM_GRACE
+
+    # -- loop ------------------------------------------------------------
+
+    def run(self) -> None:
+        threading.Thread(target=_read, args=(self.rec_q, self.inbox, self.stop),
+                         name="mpbackend-reader", daemon=True).start()
+        threading.Thread(target=_watch, name="mpbackend-watchdog", daemon=True,
+                         args=(self.user_pid, self.settings.watchdog_interval,
+                               self.user_died, self.stop)).start()
+        self._send(m.Ready(os.getpid(), __version__))
+        interval = self.settings.commit_interval
+        try:
+            while not self.stop.is_set():
+                try:
+                    item = self.inbox.get(timeout=interval)
+                except queue.Empty:
+                    item = None
+                if item is _EOF:
+                    self._end_all("crashed")
+                    break
+                if item is not None:
+                    self._batch(item)
+                if self.user_died.is_set():
+                    self._drain()
+                    self._end_all("crashed")
+                    break
+                if self.term_at is not None and time.monotonic() > self.term_at:
+                    self._end_all("crashed")
+                    break
+                if time.monotonic() - self._last_commit >= interval:
+                    self._commit_all()
+        finally:
+            self.stop.set()
+
+    def _drain(self) -> None:
+        """The user is gone: store what is still in the pipe, for at most DRAIN_SECONDS."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                item = self.inbox.get(timeout=0.05)
+            except queue.Empty:
+                if not self.rec_q.poll(0):
+                    return
+                continue
+            if item is _EOF:
+                return
+            self._batch(item)
+
+    def _end_all(self, state: str) -> None:
+        for stream in list(self.streams):
+            self._finish_stream(stream, state, None)
+
+    def _commit_all(self) -> None:
+        self._last_commit = time.monotonic()
+        for internal in self.streams.values():
+            try:
+                internal.commit()
+            except StoreError as exc:
+                self._notice("store:" + internal.id, f"run {internal.id}: {exc}")
+
+    # -- records ---------------------------------------------------------
+
+    def _batch(self, payload: bytes) -> None:
+        try:
+            pid, worker, records = pickle.loads(payload)
+        except Exception as exc:
+            self._notice("batch", f"a batch of records could not be read and was lost: {exc!r}")
+            return
+        handlers = self._handlers
+        for data in records:
+            try:
+                record = pickle.loads(data)
+            except Exception as exc:
+                self._notice("record", f"a record could not be read in the service and was "
+                             f"lost (is the module of its values importable?): {exc!r}")
+                continue
+            handlers[record[0]](pid, worker, record)
+
+    def _stream(self, stream: str) -> Internal | None:
+        internal = self.streams.get(stream)
+        if internal is None:
+            self._notice("stream:" + stream,
+                         f"records for run {stream!r}, which is not open, were dropped")
+        return internal
+
+    def _history(self, pid: int, worker: Any, record: tuple) -> None:
+        internal = self.streams.get(record[1]) or self._stream(record[1])
+        if internal is not None:
+            warning = internal.history(pid, worker, record[2], record[3], record[4], record[5])
+            if warning:
+                self._notice("step:" + internal.id, warning, limit=5)
+
+    def _config(self, pid: int, worker: Any, record: tuple) -> None:
+        internal = self._stream(record[1])
+        if internal is not None:
+            internal.update_config(record[2])
+
+    def _summary(self, pid: int, worker: Any, record: tuple) -> None:
+        internal = self._stream(record[1])
+        if internal is not None:
+            internal.update_summary(record[2])
+
+    def _request(self, pid: int, worker: Any, record: tuple) -> None:
+        _, uuid, message = record
+        handler = self._requests.get(type(message))
+        try:
+            if handler is None:
+                raise TypeError(f"unknown request {type(message).__name__}")
+            response = m.Response(uuid, value=handler(message))
+        except _ERROR_TYPES as exc:
+            response = m.Response(uuid, error=(type(exc).__name__, str(exc)))
+        except Exception as exc:  # a bug: report it to the caller, keep serving
+            log.debug("request %r failed", message, exc_info=True)
+            response = m.Response(uuid, error=("RuntimeError", f"{type(exc).__name__}: {exc}"))
+        if pid == self.user_pid:
+            self._send(response)
+
+    # -- requests [3]..[e] -------------------------------------------------
+
+    def _ensure_up(self, msg: m.EnsureUp) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": __version__}
+
+    def _inform_init(self, msg: m.InformInit) -> dict[str, Any]:
+        spec = msg.spec
+        if spec["id"] in self.streams:
+            raise ValueError(f"run {spec['id']!r} is already open in this service")
+        internal = Internal(spec)
+        self.streams[internal.id] = internal
+        return {"id": internal.id, "dir": internal.run_dir, "step": internal.step,
+                "resumed": internal.resumed, "config": internal.config,
+                "summary": internal.summary()}
+
+    def _flush(self, msg: m.Flush) -> dict[str, Any]:
+        internal = self.streams.get(msg.stream)
+        if internal is None:
+            raise KeyError(f"run {msg.stream!r} is not open")
+        return internal.flush()
+
+    def _finish_stream(self, stream: str, state: str, exit_code: int | None) -> dict[str, Any]:
+        internal = self.streams.pop(stream)
+        return internal.finish(state, exit_code)
+
+    def _inform_finish(self, msg: m.InformFinish) -> dict[str, Any]:
+        if msg.stream not in self.streams:
+            raise KeyError(f"run {msg.stream!r} is not open")
+        return self._finish_stream(msg.stream, msg.state, msg.exit_code)
+
+    def _manager_stop(self, msg: m.ManagerStop) -> dict[str, Any]:
+        stopped = list(self.streams)
+        self._end_all(msg.state)
+        self.stopping = True
+        return {"stopped": stopped}
+
+    def _manager_poll(self, msg: m.ManagerPoll) -> dict[str, Any]:
+        remaining = len(self.streams)
+        if self.stopping and remaining == 0:
+            self.stop.set()
+        return {"streams": remaining}
+
+    # -- replies -----------------------------------------------------------
+
+    def _send(self, message: Any) -> None:
+        if self.user_died.is_set():
+            return
+        try:
+            self.rsp_q.put_bytes(pickle.dumps(message, protocol=5), timeout=5.0)
+        except OSError:
+            self.user_died.set()
+
+    def _notice(self, key: str, text: str, limit: int = 1) -> None:
+        """Tell the user once (or ``limit`` times) per ``key``."""
+        count = self._noticed.get(key, 0)
+        self._noticed[key] = count + 1
+        log.debug(text)
+        if count < limit:
+            self._send(m.Notice("warning", text))

@@ -1,0 +1,138 @@
+"""Router: the user process's thread that turns replies on rsp_q into resolved Futures.
+
+    Interface.communicate --expect(uuid)--> pending {uuid: Future}
+    rsp_q --Response(uuid)--> Router thread --> pending[uuid].set_result / set_exception
+    service sentinel fires -----------------> every pending Future fails with ServiceError
+
+The router waits on the rsp_q pipe and on the service process's sentinel at
+once (``multiprocessing.connection.wait``), as ProcessPoolExecutor's manager
+thread does, so a service that dies never leaves a caller waiting: within a
+moment every pending request fails with a ServiceError that names the exit
+code, and every later request fails at once. A reply whose uuid is unknown (its
+caller timed out and forgot it) is logged and dropped. A Notice is logged as a
+warning for the user.
+"""
+
+from __future__ import annotations
+
+import builtins
+import concurrent.futures
+import logging
+import pickle
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from typing import TYPE_CHECKING
+
+from . import messages as m
+from .errors import ServiceError
+from .queues import BatchQueue
+from .store import StoreError
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger("mpbackend")
+
+_REMOTE_ERRORS: dict[str, type[Exception]] = {
+    name: getattr(builtins, name)
+    for name in ("FileExistsError", "FileNotFoundError", "PermissionError", "ValueError",
+                 "TypeError", "KeyError", "RuntimeError")
+}
+_REMOTE_ERRORS["StoreError"] = StoreError
+
+
+def remote_error(error: tuple[str, str]) -> Exception:
+    """The exception to raise for a request the service answered with ``error``."""
+    name, text = error
+    return _REMOTE_ERRORS.get(name, RuntimeError)(text)
+
+
+class Router:
+    """Matches responses to pending requests; fails them all if the service dies."""
+
+    def __init__(self, rsp_q: BatchQueue, service: Service,
+                 on_broken: Callable[[str], None] | None = None) -> None:
+        self._rsp_q = rsp_q
+        self._service = service
+        self._on_broken = on_broken
+        self._lock = threading.Lock()
+        self._pending: dict[str, concurrent.futures.Future] = {}
+        self._error: ServiceError | None = None
+        self._thread = threading.Thread(target=self._run, name="mpbackend-router", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def error(self) -> ServiceError | None:
+        """The ServiceError every request now fails with, once the service is gone."""
+        return self._error
+
+    def expect(self, uuid: str) -> concurrent.futures.Future:
+        """Register a request; its Future is resolved by the reply with ``uuid``."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            self._pending[uuid] = future
+        return future
+
+    def forget(self, uuid: str) -> None:
+        """Remove a request (answered or timed out) from the pending map."""
+        with self._lock:
+            self._pending.pop(uuid, None)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def _run(self) -> None:
+        reader = self._rsp_q.reader
+        sentinel = self._service.process.sentinel
+        try:
+            while True:
+                ready = wait([reader, sentinel], timeout=1.0)
+                if reader in ready:
+                    self._read_ready()
+                if sentinel in ready:
+                    break
+            self._read_ready()  # replies written just before the end
+        except (EOFError, OSError):
+            pass
+        self._service.join(timeout=1.0)
+        code = self._service.exitcode
+        self._fail_all(ServiceError(
+            f"the mpbackend service (pid {self._service.pid}) exited with code {code}", code))
+
+    def _read_ready(self) -> None:
+        while self._rsp_q.poll(0):
+            self._dispatch(pickle.loads(self._rsp_q.get_bytes()))
+
+    def _dispatch(self, message: object) -> None:
+        if isinstance(message, m.Response):
+            with self._lock:
+                future = self._pending.pop(message.uuid, None)
+            if future is None:
+                log.debug("mpbackend: a reply to an unknown request %s was dropped",
+                          message.uuid)
+            elif message.error is not None:
+                future.set_exception(remote_error(message.error))
+            else:
+                future.set_result(message.value)
+        elif isinstance(message, m.Notice):
+            log.warning("mpbackend: %s", message.text)
+        else:
+            log.debug("mpbackend: unexpected message on rsp_q: %r", message)
+
+    def _fail_all(self, error: ServiceError) -> None:
+        with self._lock:
+            self._error = error
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_exception(error)
+        if self._on_broken is not None:
+            self._on_broken(str(error))

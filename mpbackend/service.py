@@ -1,0 +1,133 @@
+"""Service: starts the service process with its two queues ([1]) and waits for Ready ([2]).
+
+    Manager --start()--> Service --multiprocessing.Process(target=mux.serve)--> service process
+                                   rec_q (BatchQueue) : user side writes, service reads
+                                   rsp_q (BatchQueue) : service writes, Router reads
+                         <--Ready(pid, version)-- rsp_q
+
+The start method is ``spawn`` by default (``fork`` and ``forkserver`` through
+``Settings.start_method`` or ``MPBACKEND_START_METHOD``). A spawned child
+normally re-imports the user's ``__main__`` to rebuild it, which would run a
+script without an ``if __name__ == "__main__":`` guard a second time. The
+service needs nothing from ``__main__`` (values defined there travel by value,
+with cloudpickle), so while the process starts the main module's path and spec
+are hidden and the child never runs the user's script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+
+from . import messages as m
+from .errors import ServiceError
+from .mux import serve
+from .queues import BatchQueue
+from .settings import Settings
+
+_start_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Hide ``__main__``'s file and spec so a spawned child does not re-run it."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__")
+             if hasattr(main, name)}
+    try:
+        main.__spec__ = None
+        if "__file__" in saved:
+            del main.__file__
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
+
+
+class Service:
+    """The service process and the two queues that reach it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process: BaseProcess | None = None
+        self.ready: m.Ready | None = None
+        self.rec_q: BatchQueue | None = None
+        self.rsp_q: BatchQueue | None = None
+        # The router thread and the main thread may both wait for the exit; one
+        # waitpid() at a time, or the loser sees ECHILD and no exit code.
+        self._reap_lock = threading.Lock()
+
+    def start(self) -> m.Ready:
+        """[1] Start the process; [2] return its Ready reply (ServiceError if none comes)."""
+        ctx = multiprocessing.get_context(self.settings.start_method)
+        self.rec_q = rec_q = BatchQueue(ctx)
+        self.rsp_q = rsp_q = BatchQueue(ctx)
+        process = ctx.Process(target=serve, name="mpbackend-service", daemon=True,
+                              args=(rec_q, rsp_q, os.getpid(), self.settings))
+        with _start_lock, _main_hidden():
+            process.start()
+        self.process = process
+        # The service holds the only read end of rec_q and write end of rsp_q, so
+        # its death shows here as a broken pipe and an EOF.
+        rec_q.close_reader()
+        rsp_q.close_writer()
+        deadline = time.monotonic() + self.settings.start_timeout
+        while True:
+            left = deadline - time.monotonic()
+            ready = wait([rsp_q.reader, process.sentinel], timeout=max(left, 0))
+            if rsp_q.reader in ready:
+                try:
+                    message = pickle.loads(rsp_q.get_bytes())
+                except (EOFError, OSError):
+                    message = None
+                if isinstance(message, m.Ready):
+                    self.ready = message
+                    return message
+            if ready or left <= 0:
+                break
+        self.kill()
+        raise ServiceError(
+            f"the mpbackend service did not start ({self.settings.start_method}): "
+            + (f"no reply within {self.settings.start_timeout:g} s"
+               if process.exitcode is None else f"exit code {process.exitcode}"),
+            process.exitcode)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the process to exit; True if it has."""
+        if self.process is None:
+            return True
+        if not self._reap_lock.acquire(timeout=max(timeout, 0)):
+            return False
+        try:
+            self.process.join(timeout=max(timeout, 0))
+            return self.process.exitcode is not None
+        finally:
+            self._reap_lock.release()
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self.process is None else self.process.exitcode
+
+    def kill(self) -> None:
+        """Last resort: SIGKILL the process and reap it."""
+        if self.process is not None and self.process.exitcode is None:
+            self.process.kill()
+            self.join(timeout=5.0)

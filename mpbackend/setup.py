@@ -1,0 +1,69 @@
+"""setup: the per-process singleton that holds the Manager (the seeds' _WandbSetup).
+
+    mpbackend.setup() --> _Setup (one per process) --> Manager --> Service --> service process
+    mpbackend.init()  --> setup() first, so a run always finds the service up
+    mpbackend.teardown() --> finish open runs, stop the service ([b]..[e])
+
+A second ``setup()`` in the same process reuses the running service after an
+ensure-up check ([3]/[4]). A forked child that inherited the singleton does not
+own its service: ``setup()`` there starts the child's own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from .manager import Manager
+from .settings import Settings
+
+_lock = threading.RLock()
+_singleton: _Setup | None = None
+
+
+class _Setup:
+    """What a process needs to log: its settings and the Manager of its service."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pid = os.getpid()
+        self.manager = Manager(settings)
+
+
+def setup(settings: Settings | dict[str, Any] | None = None) -> _Setup:
+    """Start the service for this process, or check and reuse the one already running.
+
+    ``settings`` apply when the service starts; a reused service keeps its own.
+    """
+    global _singleton
+    with _lock:
+        current = _singleton
+        if current is not None and current.pid == os.getpid() and current.manager.alive:
+            current.manager.ensure_up()
+            return current
+        _singleton = _Setup(Settings.coerce(settings))
+        return _singleton
+
+
+def current() -> _Setup | None:
+    """This process's singleton, if it owns a live service; does not start one."""
+    current = _singleton
+    if current is not None and current.pid == os.getpid():
+        return current
+    return None
+
+
+def teardown(exit_code: int | None = None) -> None:
+    """Finish every open run and stop this process's service, within ``exit_timeout``."""
+    global _singleton
+    with _lock:
+        current = _singleton
+        if current is None or current.pid != os.getpid():
+            return
+        _singleton = None
+        manager = current.manager
+        state = "finished" if not exit_code else "failed"
+        for run in list(manager.runs.values()):
+            run.finish(exit_code=exit_code)
+        manager.stop(state=state)

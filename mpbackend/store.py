@@ -1,0 +1,361 @@
+"""Store: one SQLite database per run, written by the service, read by anyone.
+
+    Internal --rows, config, summary, state--> RunWriter --transactions--> run.db
+                                                           (WAL: readers see each commit)
+    Api, cli, tests <-- RunReader <--------------------------------------- run.db
+
+The service process is the only writer. Each run lives at
+``<dir>/<project>/<run id>/run.db`` in WAL mode, so other processes can read a
+run while it is being written.
+
+History is stored by column, in chunks of up to ``CHUNK_ROWS`` committed rows:
+one ``history_chunk`` row holds the chunk's steps, and one ``history_column`` row
+per key holds that key's values in the chunk. Numbers go in as raw little-endian
+int64/float64 arrays (NaN and infinities included); any other value, and a key
+whose values mix types, goes in as a JSON list. A key that is missing from some
+rows of a chunk also stores the positions of the rows that have it. Reading a
+column of a million rows is then a few hundred ``frombuffer`` calls rather than a
+million JSON parses, and writing a row costs a few list appends. The open (last)
+chunk is rewritten on each commit until it is full, so slow logging does not
+leave a trail of one-row chunks.
+
+Nothing pickled is ever written: every value is a number, a JSON text or a
+plain SQLite value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from array import array
+from collections.abc import Iterator
+from typing import Any
+
+SCHEMA_VERSION = 1
+CHUNK_ROWS = 1024
+DB_NAME = "run.db"
+STATES = ("running", "finished", "failed", "crashed", "interrupted")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    name TEXT,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    exit_code INTEGER,
+    step INTEGER NOT NULL DEFAULT 0,
+    config TEXT NOT NULL DEFAULT '{}',
+    summary TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    notes TEXT,
+    run_group TEXT,
+    job_type TEXT,
+    host TEXT,
+    pid INTEGER,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS history_chunk (
+    chunk INTEGER PRIMARY KEY,
+    first_step INTEGER NOT NULL,
+    last_step INTEGER NOT NULL,
+    nrows INTEGER NOT NULL,
+    steps BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history_column (
+    chunk INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    idx BLOB,
+    data BLOB NOT NULL,
+    PRIMARY KEY (chunk, key)
+) WITHOUT ROWID;
+"""
+
+_RUN_FIELDS = ("id", "project", "name", "state", "created_at", "updated_at", "exit_code",
+               "step", "config", "summary", "tags", "notes", "run_group", "job_type",
+               "host", "pid", "extra")
+_JSON_FIELDS = ("config", "summary", "tags", "extra")
+
+
+class StoreError(Exception):
+    """A run database cannot be read or written; the message names the file."""
+
+
+def db_path(run_dir: str) -> str:
+    """The database file of the run stored in ``run_dir``."""
+    return os.path.join(run_dir, DB_NAME)
+
+
+def to_json(value: Any) -> str:
+    """JSON text for the store: NaN/Infinity kept, anything unknown as its str()."""
+    return json.dumps(value, allow_nan=True, separators=(",", ":"), default=str)
+
+
+def _swap(arr: array) -> array:
+    if sys.byteorder != "little":
+        arr.byteswap()
+    return arr
+
+
+def _encode(positions: list[int], values: list[Any], nrows: int) -> tuple[str, bytes | None, bytes]:
+    idx = None if len(positions) == nrows else _swap(array("i", positions)).tobytes()
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        return "f8", idx, _swap(array("d", values)).tobytes()
+    if kinds == {int}:
+        try:
+            return "i8", idx, _swap(array("q", values)).tobytes()
+        except OverflowError:
+            pass
+    return "json", idx, to_json(values).encode()
+
+
+def _decode(kind: str, idx: bytes | None, data: bytes) -> tuple[list[int] | None, list[Any]]:
+    if kind == "f8":
+        values: list[Any] = _swap(array("d", data)).tolist()
+    elif kind == "i8":
+        values = _swap(array("q", data)).tolist()
+    elif kind == "json":
+        values = json.loads(data)
+    else:
+        raise StoreError(f"unknown history column kind {kind!r}")
+    positions = None if idx is None else _swap(array("i", idx)).tolist()
+    return positions, values
+
+
+def _connect(path: str, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        uri = "file:" + os.path.abspath(path).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None,
+                               check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+class _Chunk:
+    """The rows of one history chunk, by column, as they are appended."""
+
+    __slots__ = ("number", "steps", "columns")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.steps: list[int] = []
+        self.columns: dict[str, tuple[list[int], list[Any]]] = {}
+
+
+class RunWriter:
+    """The service's handle on one run database; not thread-safe, one per run."""
+
+    def __init__(self, run_dir: str, run: dict[str, Any], resume: bool) -> None:
+        """Open (or create) the database in ``run_dir`` and write the run's row.
+
+        ``run`` holds the run table's fields; on ``resume`` an existing row is
+        updated (state back to running) and history continues after its chunks.
+        """
+        self.path = db_path(run_dir)
+        try:
+            os.makedirs(run_dir, mode=0o755, exist_ok=True)
+            self._conn = _connect(self.path, readonly=False)
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.executescript(_SCHEMA)
+            self._check_schema()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot write the run database {self.path}: {exc}") from exc
+        now = time.time()
+        row = {f: run.get(f) for f in _RUN_FIELDS}
+        row.update(state="running", updated_at=now)
+        row["created_at"] = row["created_at"] or now
+        row["step"] = row["step"] or 0
+        for f in _JSON_FIELDS:
+            row[f] = to_json(row[f] if row[f] is not None else ([] if f == "tags" else {}))
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        if resume and conn.execute("SELECT 1 FROM run").fetchone():
+            conn.execute("UPDATE run SET state='running', updated_at=?, pid=?, exit_code=NULL",
+                         (now, row["pid"]))
+        else:
+            conn.execute("DELETE FROM run")
+            conn.execute(f"INSERT INTO run ({','.join(_RUN_FIELDS)}) VALUES "
+                         f"({','.join('?' * len(_RUN_FIELDS))})",
+                         [row[f] for f in _RUN_FIELDS])
+        conn.execute("COMMIT")
+        last = conn.execute("SELECT MAX(chunk) FROM history_chunk").fetchone()[0]
+        self._tail = _Chunk(0 if last is None else last + 1)
+        self._sealed: list[_Chunk] = []
+        self._run_updates: dict[str, Any] = {}
+        self.rows_pending = 0
+
+    def _check_schema(self) -> None:
+        conn = self._conn
+        found = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if found is None:
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(found[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {found[0]}, "
+                             f"this mpbackend writes version {SCHEMA_VERSION}")
+
+    def append(self, step: int, row: dict[str, Any]) -> None:
+        """Add one committed history row (``_step`` is ``step``; not in ``row``)."""
+        tail = self._tail
+        pos = len(tail.steps)
+        tail.steps.append(step)
+        columns = tail.columns
+        for key, value in row.items():
+            col = columns.get(key)
+            if col is None:
+                columns[key] = col = ([], [])
+            col[0].append(pos)
+            col[1].append(value)
+        self.rows_pending += 1
+        if pos + 1 >= CHUNK_ROWS:
+            self._sealed.append(tail)
+            self._tail = _Chunk(tail.number + 1)
+
+    def update_run(self, **fields: Any) -> None:
+        """Set run-table fields (config, summary, state, step, ...) at the next commit."""
+        for key in fields:
+            if key not in _RUN_FIELDS:
+                raise KeyError(key)
+        self._run_updates.update(fields)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.rows_pending or self._run_updates)
+
+    def commit(self) -> None:
+        """Write everything appended or updated since the last commit, in one transaction."""
+        if not self.dirty:
+            return
+        chunks = self._sealed + ([self._tail] if self._tail.steps else [])
+        chunk_rows = []
+        column_rows = []
+        for chunk in chunks:
+            n = len(chunk.steps)
+            chunk_rows.append((chunk.number, chunk.steps[0], chunk.steps[-1], n,
+                               _swap(array("q", chunk.steps)).tobytes()))
+            for key, (positions, values) in chunk.columns.items():
+                column_rows.append((chunk.number, key, *_encode(positions, values, n)))
+        updates = dict(self._run_updates)
+        updates["updated_at"] = time.time()
+        for f in _JSON_FIELDS:
+            if f in updates:
+                updates[f] = to_json(updates[f])
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO history_chunk VALUES (?,?,?,?,?)", chunk_rows)
+            conn.executemany("INSERT OR REPLACE INTO history_column VALUES (?,?,?,?,?)",
+                             column_rows)
+            conn.execute(f"UPDATE run SET {', '.join(k + '=?' for k in updates)}",
+                         list(updates.values()))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"cannot write the run database {self.path}: {exc}") from exc
+        self._sealed.clear()
+        self._run_updates.clear()
+        self.rows_pending = 0
+
+    def close(self) -> None:
+        """Commit what is left and close the database."""
+        try:
+            self.commit()
+        finally:
+            self._conn.close()
+
+
+class RunReader:
+    """Read one run database, finished or still being written, from any process."""
+
+    def __init__(self, run_dir_or_db: str) -> None:
+        path = run_dir_or_db
+        if os.path.isdir(path):
+            path = db_path(path)
+        if not os.path.isfile(path):
+            raise StoreError(f"no run database at {path}")
+        self.path = path
+        try:
+            self._conn = _connect(path, readonly=True)
+            found = self._conn.execute(
+                "SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the run database {path}: {exc}") from exc
+        if found is None or int(found[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{path}: unsupported schema version "
+                             f"{None if found is None else found[0]}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> RunReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the run database {self.path}: {exc}") from exc
+
+    def info(self) -> dict[str, Any]:
+        """The run's row: id, project, name, state, config, summary, tags, ..."""
+        rows = self._query(f"SELECT {','.join(_RUN_FIELDS)} FROM run")
+        if not rows:
+            raise StoreError(f"{self.path} holds no run")
+        info = dict(zip(_RUN_FIELDS, rows[0]))
+        for f in _JSON_FIELDS:
+            info[f] = json.loads(info[f])
+        info["group"] = info.pop("run_group")
+        return info
+
+    def chunks(self, min_step: int | None = None,
+               max_step: int | None = None) -> Iterator[tuple[list[int], dict[str, tuple]]]:
+        """Yield ``(steps, {key: (positions or None, values)})`` per chunk, in step order.
+
+        Only chunks that overlap ``[min_step, max_step]`` are read.
+        """
+        lo = -(2**63) if min_step is None else min_step
+        hi = 2**63 - 1 if max_step is None else max_step
+        heads = self._query("SELECT chunk, steps FROM history_chunk "
+                            "WHERE last_step >= ? AND first_step <= ? ORDER BY chunk", (lo, hi))
+        for number, steps_blob in heads:
+            steps = _swap(array("q", steps_blob)).tolist()
+            cols = self._query("SELECT key, kind, idx, data FROM history_column WHERE chunk=?",
+                               (number,))
+            yield steps, {key: _decode(kind, idx, data) for key, kind, idx, data in cols}
+
+    def history(self, min_step: int | None = None,
+                max_step: int | None = None) -> list[dict[str, Any]]:
+        """Every history row as a dict with ``_step`` and the keys it was logged with."""
+        out: list[dict[str, Any]] = []
+        for steps, columns in self.chunks(min_step, max_step):
+            rows = [{"_step": s} for s in steps]
+            for key, (positions, values) in columns.items():
+                if positions is None:
+                    for row, value in zip(rows, values):
+                        row[key] = value
+                else:
+                    for pos, value in zip(positions, values):
+                        rows[pos][key] = value
+            out.extend(r for r in rows
+                       if (min_step is None or r["_step"] >= min_step)
+                       and (max_step is None or r["_step"] <= max_step))
+        return out
+
+    def row_count(self) -> int:
+        return self._query("SELECT COALESCE(SUM(nrows), 0) FROM history_chunk")[0][0]

@@ -125,13 +125,13 @@ class Internal:
     def _commit_row(self, pid: int, worker: Any, row: dict[str, Any], ts: float) -> None:
         row["_runtime"] = self.runtime_before + ts - self.start_time
         row["_timestamp"] = ts
+        self.logged_summary.update(row)
+        self.logged_summary["_step"] = self.step
         if pid != self.owner_pid:
             row["_pid"] = pid
             if worker is not None:
                 row["_worker"] = worker
         self.writer.append(self.step, row)
-        self.logged_summary.update(row)
-        self.logged_summary["_step"] = self.step
         self.step += 1
 
     def _commit_pending(self, pid: int) -> None:

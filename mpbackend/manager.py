@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.process
 import os
 import sys
 import time
@@ -144,6 +145,23 @@ class Manager:
 
 
 _managers: weakref.WeakSet[Manager] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child does not own its parent's service.
+
+    ``multiprocessing`` keeps the processes it started in a module-level set, and
+    at exit it terminates and joins the daemonic ones. A child made by a bare
+    ``os.fork()`` inherits that set, so without this its exit would SIGTERM the
+    parent's service and then wait for it.
+    """
+    for manager in list(_managers):
+        process = manager.service.process
+        if process is not None:
+            multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _hook_excepthook() -> None:

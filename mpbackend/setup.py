@@ -54,6 +54,14 @@ def current() -> _Setup | None:
     return None
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def teardown(exit_code: int | None = None) -> None:
     """Finish every open run and stop this process's service, within ``exit_timeout``."""
     global _singleton

@@ -1,0 +1,53 @@
+"""Shared fixtures: a run directory per test, scripts run as real subprocesses, reaping."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+import mpbackend
+from mpbackend import setup as setup_module
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def rundir(tmp_path, monkeypatch):
+    """A fresh MPBACKEND_DIR for the test; the service is torn down afterwards."""
+    path = tmp_path / "mpruns"
+    monkeypatch.setenv("MPBACKEND_DIR", str(path))
+    yield path
+    mpbackend.teardown()
+
+
+@pytest.fixture(autouse=True)
+def _reap_children():
+    """Every process a test starts is gone when it ends (killed if need be)."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    current = setup_module.current()
+    if current is not None:
+        mpbackend.teardown()
+    leftovers = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    for proc in leftovers:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(leftovers, timeout=5)
+
+
+def run_script(code: str, tmp_path, timeout: float = 60, env: dict | None = None,
+               name: str = "script.py") -> subprocess.CompletedProcess:
+    """Write ``code`` to a file under ``tmp_path`` and run it with this Python."""
+    script = tmp_path / name
+    script.write_text(textwrap.dedent(code))
+    full_env = {**os.environ, "PYTHONPATH": ROOT, "MPBACKEND_DIR": str(tmp_path / "mpruns")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -14,7 +14,7 @@ run = wandb.init(project="train-loop-example", config=config)
 
 loss = 2.5
 for epoch in range(config["epochs"]):
-    for batch in range(config["steps_per_epoch"]):
+    for _batch in range(config["steps_per_epoch"]):
         loss = max(0.05, loss * (1 - config["lr"] * 0.5) + random.gauss(0, 0.01))
         wandb.log({"train/loss": loss, "train/lr": config["lr"], "epoch": epoch})
     wandb.log({"val/loss": loss * 1.1, "val/acc": 1 - math.exp(-epoch - 1)}, commit=False)

@@ -120,6 +120,9 @@ class Interface:
         self._space = threading.Condition(self._lock)
         self._q: collections.deque[bytes] = collections.deque()
         self._big = 0  # bytes of buffered records larger than SMALL
+        # How many small records the lock-free path may hold: 0 until the sender
+        # runs and once the service is gone, so put() takes the locked path.
+        self._room = 0
         self._in_flight = False
         self._ready = threading.Event()  # the buffer is not empty
         self._now = threading.Event()  # a batch is full or a request waits
@@ -165,8 +168,7 @@ class Interface:
         locked path, which also blocks or drops when the buffer is full.
         """
         q = self._q
-        if (len(data) > SMALL or self._sender is None or self._broken is not None
-                or (len(q) + 1) * SMALL + self._big > self._limit):
+        if len(data) > SMALL or len(q) >= self._room:
             self._put_slow(data, False)
             return
         q.append(data)
@@ -194,6 +196,7 @@ class Interface:
                 return
             if size > SMALL:
                 self._big += size
+                self._set_room()
             self._q.append(data)
         self._ready.set()
         if urgent or len(self._q) >= self._batch:
@@ -225,10 +228,18 @@ class Interface:
             return False
         return True
 
+    def _set_room(self) -> None:
+        """Recompute the lock-free path's bound; called with the lock held."""
+        if self._broken is not None or self._sender is None:
+            self._room = 0
+        else:
+            self._room = max(0, (self._limit - self._big) // SMALL - 1)
+
     def _start_sender(self) -> None:
         self._sender = threading.Thread(target=self._send_loop, name="mpbackend-sender",
                                         daemon=True)
         self._sender.start()
+        self._set_room()
         if self._router is None:  # a child process: drain at its exit
             atexit.register(self.drain)
             multiprocessing.util.Finalize(self, self.drain, exitpriority=100)
@@ -257,7 +268,9 @@ class Interface:
             if batch:
                 self._write(_pickle_dumps((pid, worker, batch), 5))
             with self._lock:
-                self._big -= big
+                if big:
+                    self._big -= big
+                    self._set_room()
                 self._in_flight = False
                 self._space.notify_all()
 
@@ -277,6 +290,7 @@ class Interface:
         with self._lock:
             if self._broken is None:
                 self._broken = reason
+            self._set_room()
             self._space.notify_all()
         self._now.set()
 

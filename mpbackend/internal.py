@@ -25,11 +25,55 @@ Rows, config, summary and state reach the database when the StreamMux calls
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from .store import RunReader, RunWriter, db_path
+
+_SCALARS = (type(None), bool, int, float, str)
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """What the store keeps of a value the user sent: plain JSON-able data.
+
+    Builtin scalars stay as they are (subclasses become the builtin); mappings
+    and sequences are converted item by item; an object with ``__float__`` (a
+    class defined in a notebook, Decimal, Fraction) becomes its float, dates
+    their ISO text, and anything else its ``str()``. Nothing the service keeps
+    or sends back can then need the user's code to be read.
+    """
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if depth >= 64:
+        raise ValueError("value nested more than 64 levels deep")
+    if isinstance(value, Mapping):
+        return {plain(k) if isinstance(k, str) else str(k): plain(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v, depth + 1) for v in value]
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if hasattr(value, "__float__"):
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        else:
+            return number
+    return str(value)
 
 
 class Internal:
@@ -58,7 +102,7 @@ class Internal:
                 f"run {self.id!r} already exists in {self.run_dir}; pass resume='allow' "
                 "to continue it or choose another id")
         self.step = 0
-        self.config: dict[str, Any] = dict(spec.get("config") or {})
+        self.config: dict[str, Any] = plain(dict(spec.get("config") or {}))
         self.logged_summary: dict[str, Any] = {}
         self.user_summary: dict[str, Any] = {}
         self.start_time: float = spec["start_time"]
@@ -145,11 +189,11 @@ class Internal:
             self._commit_pending(pid)
 
     def update_config(self, data: dict[str, Any]) -> None:
-        self.config.update(data)
+        self.config.update(plain(data))
         self.writer.update_run(config=self.config)
 
     def update_summary(self, data: dict[str, Any]) -> None:
-        self.user_summary.update(data)
+        self.user_summary.update(plain(data))
         self.writer.update_run(summary=self.summary())
 
     def summary(self) -> dict[str, Any]:

@@ -99,17 +99,28 @@ class Manager:
     def inform_finish(self, stream: str, state: str, exit_code: int | None,
                       timeout: float | None = None) -> dict[str, Any]:
         """[9]/[a] End a stream; the reply has the final state and summary."""
-        reply = self.communicate(m.InformFinish(stream, state, exit_code), timeout)
-        self.runs.pop(stream, None)
-        return reply
+        return self.communicate(m.InformFinish(stream, state, exit_code), timeout)
+
+    def finish_runs(self, state: str, deadline: float) -> None:
+        """Finish every open run of this process as ``state`` before ``deadline``."""
+        for run in list(self.runs.values()):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.router.error is not None:
+                break
+            run._finish_at_exit(state, max(left, 0.01))
 
     def stop(self, timeout: float | None = None, state: str = "finished") -> None:
-        """[b]..[e] Stop every stream, poll until drained, join; never longer than ``timeout``."""
+        """[b]..[e] Stop every stream, poll until drained, join; never longer than ``timeout``.
+
+        Runs still open end as ``state`` (in the store, by the service, and here).
+        """
         if self._stopped or not self.owner:
             return
         timeout = self.settings.exit_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self._stopped = True
+        for run in list(self.runs.values()):
+            run._ended(state if self.router.error is None else "crashed")
         try:
             if self.router.error is None:
                 self.communicate(m.ManagerStop(state), max(deadline - time.monotonic(), 0.01))
@@ -132,16 +143,8 @@ class Manager:
         if not self.owner or self._stopped:
             return
         deadline = time.monotonic() + self.settings.exit_timeout
-        state = self.exit_state
-        for run in list(self.runs.values()):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.router.error is not None:
-                break
-            try:
-                run._finish_at_exit(state, max(left, 0.01))
-            except Error as exc:
-                log.warning("mpbackend: finishing run %s at exit: %s", run.id, exc)
-        self.stop(max(deadline - time.monotonic(), 0.5), state=state)
+        self.finish_runs(self.exit_state, deadline)
+        self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
 
 
 _managers: weakref.WeakSet[Manager] = weakref.WeakSet()

@@ -7,6 +7,8 @@ caller's thread, by ``interface.dumps``. A record is a plain tuple whose first
 item is its opcode:
 
     (HISTORY, stream, data, step, commit, timestamp)  [7] a log() call
+    (HISTORY_ANY, ...the same...)                     [7] one whose values are not
+                                                      all builtin scalars
     (CONFIG, stream, data, allow_val_change)          config update
     (SUMMARY, stream, data)                           summary update by the user
     (REQUEST, uuid, message)                          a request: one of the
@@ -39,6 +41,7 @@ HISTORY = 0
 CONFIG = 1
 SUMMARY = 2
 REQUEST = 3
+HISTORY_ANY = 4
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Any
 import psutil
 
 from . import messages as m
-from .internal import Internal
+from .internal import Internal, plain
 from .queues import BatchQueue
 from .settings import Settings
 from .store import StoreError
@@ -114,6 +114,7 @@ class StreamMux:
         self._last_commit = time.monotonic()
         self._handlers = {
             m.HISTORY: self._history,
+            m.HISTORY_ANY: self._history_any,
             m.CONFIG: self._config,
             m.SUMMARY: self._summary,
             m.REQUEST: self._request,
@@ -222,6 +223,14 @@ class StreamMux:
             if warning:
                 self._notice("step:" + internal.id, warning, limit=5)
 
+    def _history_any(self, pid: int, worker: Any, record: tuple) -> None:
+        try:
+            data = plain(record[2])
+        except (ValueError, RecursionError) as exc:
+            self._notice("value:" + record[1], f"a logged row could not be stored: {exc}")
+            return
+        self._history(pid, worker, (*record[:2], data, *record[3:]))
+
     def _config(self, pid: int, worker: Any, record: tuple) -> None:
         internal = self._stream(record[1])
         if internal is not None:
@@ -295,7 +304,14 @@ class StreamMux:
         if self.user_died.is_set():
             return
         try:
-            self.rsp_q.put_bytes(pickle.dumps(message, protocol=5), timeout=5.0)
+            payload = pickle.dumps(message, protocol=5)
+        except Exception as exc:  # a reply must never take the service down
+            if not isinstance(message, m.Response):
+                return
+            payload = pickle.dumps(m.Response(message.uuid, error=(
+                "RuntimeError", f"the reply could not be sent: {exc}")), protocol=5)
+        try:
+            self.rsp_q.put_bytes(payload, timeout=5.0)
         except OSError:
             self.user_died.set()
 

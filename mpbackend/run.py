@@ -13,6 +13,8 @@ run's Internal, so every process that logs into the run counts.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import pickle
 import re
@@ -25,12 +27,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import messages as m
-from .errors import UsageError
+from .errors import Error, UsageError
 from .interface import dumps
 from .settings import Settings
 from .setup import setup
 
+log = logging.getLogger("mpbackend")
 _PLAIN = frozenset({float, int, str, bool, type(None)})
+_STR = frozenset({str})
 _pickle_dumps = pickle.dumps
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 STATES = ("running", "finished", "failed", "crashed", "interrupted")
@@ -61,21 +65,29 @@ def _default_project() -> str:
 
 def _flatten(prefix: str, value: Mapping, out: dict[str, Any]) -> None:
     for key, item in value.items():
-        if type(key) is not str:
+        if not isinstance(key, str):
             raise TypeError(f"log() keys must be str, not {type(key).__name__} "
                             f"({prefix}{key!r})")
+        key = str.__str__(key)  # a str subclass (an Enum member) sends as its text
         if not key:
             raise ValueError(f"log() keys must not be empty (in {prefix or 'the top level'!r})")
         if isinstance(item, Mapping):
             _flatten(f"{prefix}{key}.", item, out)
-        else:
+            continue
+        try:
             out[prefix + key] = _value(item)
+        except TypeError as exc:
+            raise TypeError(f"log(): the value of {prefix + key!r} cannot be sent: {exc}"
+                            ) from None
 
 
 def _value(value: Any) -> Any:
     """A value as it is sent: numpy/torch scalars and 0-d arrays become Python numbers."""
     if type(value) in _PLAIN:
         return value
+    if isinstance(value, io.IOBase):
+        raise TypeError(f"an open file ({value!r}) cannot be logged; log its name or "
+                        "contents instead")
     item = getattr(value, "item", None)
     if item is not None and getattr(value, "ndim", None) == 0:
         return item()
@@ -152,18 +164,15 @@ class Run:
             raise UsageError(f"run {self.id} is {self.state}; log() needs a running run")
         if step is not None and (type(step) is not int or step < 0):
             step = _check_step(step)
-        try:
-            "".join(data)  # TypeError unless every key is a str: a C-speed check
-            plain = (type(data) is dict and "" not in data
-                     and _PLAIN.issuperset(map(type, data.values())))
-        except TypeError:
-            plain = False
-        if plain:
-            # Only builtin scalars: the C pickler cannot fail or refer to __main__.
+        if (type(data) is dict and _PLAIN.issuperset(map(type, data.values()))
+                and _STR.issuperset(map(type, data)) and "" not in data):
+            # Only builtin str keys and scalars: the C pickler cannot fail on them
+            # or refer to __main__.
             record = _pickle_dumps((m.HISTORY, self.id, data, step, commit, time.time()), 5)
         else:
             data = _normalize(data)
-            record = _serialise((m.HISTORY, self.id, data, step, commit, time.time()), data)
+            record = _serialise((m.HISTORY_ANY, self.id, data, step, commit, time.time()),
+                                data)
         self._interface.put(record)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -171,7 +180,11 @@ class Run:
         self._manager.flush(self.id, timeout)
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
-        """End the run (idempotent): ``finished``, or ``failed`` for a non-zero exit code."""
+        """End the run (idempotent): ``finished``, or ``failed`` for a non-zero exit code.
+
+        Never raises because the service is gone or slow: it warns, and the run
+        is then ``crashed`` here (what the store says depends on how far it got).
+        """
         if self.state != "running":
             return
         if os.getpid() != self._owner_pid:
@@ -179,13 +192,21 @@ class Run:
         self._end("failed" if exit_code else "finished", exit_code, None)
 
     def _end(self, state: str, exit_code: int | None, timeout: float | None) -> None:
-        self.state = state
+        """Ask the service to end the run; bounded by ``timeout``, never raises Error."""
         try:
             reply = self._manager.inform_finish(self.id, state, exit_code, timeout)
-        finally:
-            _forget(self)
-        self.state = reply["state"]
+        except Error as exc:
+            log.warning("mpbackend: run %s could not be finished: %s", self.id, exc)
+            self._ended("crashed")
+            return
         self.summary = reply["summary"]
+        self._ended(reply["state"])
+
+    def _ended(self, state: str) -> None:
+        """The run is over (finished here, or stopped with its service)."""
+        self.state = state
+        self._manager.runs.pop(self.id, None)
+        _forget(self)
 
     def _finish_at_exit(self, state: str, timeout: float) -> None:
         if self.state == "running":

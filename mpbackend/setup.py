@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from .manager import Manager
@@ -72,6 +73,6 @@ def teardown(exit_code: int | None = None) -> None:
         _singleton = None
         manager = current.manager
         state = "finished" if not exit_code else "failed"
-        for run in list(manager.runs.values()):
-            run.finish(exit_code=exit_code)
-        manager.stop(state=state)
+        deadline = time.monotonic() + manager.settings.exit_timeout
+        manager.finish_runs(state, deadline)
+        manager.stop(max(deadline - time.monotonic(), 0.5), state=state)

@@ -119,7 +119,7 @@ def _encode(positions: list[int], values: list[Any], nrows: int) -> tuple[str, b
     return "json", idx, to_json(values).encode()
 
 
-def _decode(kind: str, idx: bytes | None, data: bytes) -> tuple[list[int] | None, list[Any]]:
+def decode(kind: str, idx: bytes | None, data: bytes) -> tuple[list[int] | None, list[Any]]:
     if kind == "f8":
         values: list[Any] = _swap(array("d", data)).tolist()
     elif kind == "i8":
@@ -323,21 +323,43 @@ class RunReader:
         info["group"] = info.pop("run_group")
         return info
 
+    def raw_chunks(self, keys: list[str] | None = None, min_step: int | None = None,
+                   max_step: int | None = None
+                   ) -> Iterator[tuple[bytes, dict[str, tuple[str, bytes | None, bytes]]]]:
+        """Yield ``(steps, {key: (kind, idx, data)})`` per chunk, as stored.
+
+        ``steps`` is little-endian int64, ``idx`` int32 positions or None; see
+        the module docstring. ``keys`` limits the columns read.
+        """
+        lo = -(2**63) if min_step is None else min_step
+        hi = 2**63 - 1 if max_step is None else max_step
+        heads = self._query("SELECT chunk, steps FROM history_chunk "
+                            "WHERE last_step >= ? AND first_step <= ? ORDER BY chunk", (lo, hi))
+        if keys is None:
+            sql, extra = "SELECT key, kind, idx, data FROM history_column WHERE chunk=?", ()
+        else:
+            marks = ",".join("?" * len(keys))
+            sql = (f"SELECT key, kind, idx, data FROM history_column "
+                   f"WHERE chunk=? AND key IN ({marks})")
+            extra = tuple(keys)
+        for number, steps in heads:
+            cols = self._query(sql, (number, *extra))
+            yield steps, {key: (kind, idx, data) for key, kind, idx, data in cols}
+
+    def keys(self) -> list[str]:
+        """Every history key, ordered by the chunk it first appears in."""
+        rows = self._query("SELECT key FROM history_column GROUP BY key ORDER BY MIN(chunk)")
+        return [r[0] for r in rows]
+
     def chunks(self, min_step: int | None = None,
                max_step: int | None = None) -> Iterator[tuple[list[int], dict[str, tuple]]]:
         """Yield ``(steps, {key: (positions or None, values)})`` per chunk, in step order.
 
         Only chunks that overlap ``[min_step, max_step]`` are read.
         """
-        lo = -(2**63) if min_step is None else min_step
-        hi = 2**63 - 1 if max_step is None else max_step
-        heads = self._query("SELECT chunk, steps FROM history_chunk "
-                            "WHERE last_step >= ? AND first_step <= ? ORDER BY chunk", (lo, hi))
-        for number, steps_blob in heads:
+        for steps_blob, cols in self.raw_chunks(None, min_step, max_step):
             steps = _swap(array("q", steps_blob)).tolist()
-            cols = self._query("SELECT key, kind, idx, data FROM history_column WHERE chunk=?",
-                               (number,))
-            yield steps, {key: _decode(kind, idx, data) for key, kind, idx, data in cols}
+            yield steps, {key: decode(*col) for key, col in cols.items()}
 
     def history(self, min_step: int | None = None,
                 max_step: int | None = None) -> list[dict[str, Any]]:

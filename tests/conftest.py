@@ -11,7 +11,6 @@ import psutil
 import pytest
 
 import mpbackend
-from mpbackend import setup as setup_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,15 +24,23 @@ def rundir(tmp_path, monkeypatch):
     mpbackend.teardown()
 
 
+def _shared_helper(proc: psutil.Process) -> bool:
+    """multiprocessing's resource tracker and fork server outlive tests by design."""
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return "resource_tracker" in cmdline or "forkserver" in cmdline
+
+
 @pytest.fixture(autouse=True)
 def _reap_children():
     """Every process a test starts is gone when it ends (killed if need be)."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     yield
-    current = setup_module.current()
-    if current is not None:
-        mpbackend.teardown()
-    leftovers = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    mpbackend.teardown()  # a no-op when this process has no service
+    leftovers = [p for p in psutil.Process().children(recursive=True)
+                 if p.pid not in before and not _shared_helper(p)]
     for proc in leftovers:
         try:
             proc.kill()

@@ -1,0 +1,310 @@
+"""Api: read runs back from a run directory, in any process, live or finished.
+
+    <dir>/<project>/<run id>/run.db --store.RunReader--> ApiRun --> history() DataFrame
+                                                                --> scan_history() rows
+    Api(dir).runs(project, filters, order) --> [ApiRun, ...]
+
+Nothing here talks to the service: the reader opens each run's SQLite database
+read-only, so it works on a run that is being written (it sees every committed
+transaction, that is everything before the last ``flush()`` and at most
+``commit_interval`` more), on a finished one and on a crashed one.
+
+``filters`` follow the MongoDB-style queries of wandb's public API:
+``{"state": "finished"}``, ``{"config.lr": {"$lt": 0.1}}``,
+``{"summary.loss": {"$lte": 0.5}}``, ``{"tags": {"$in": ["baseline"]}}``,
+``{"$or": [..., ...]}``; operators ``$eq $ne $gt $gte $lt $lte $in $nin
+$exists $regex``, and ``$and $or $nor`` to combine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from .store import DB_NAME, RunReader, StoreError, decode
+
+_OPS = {
+    "$eq": lambda a, b: a == b,
+    "$ne": lambda a, b: a != b,
+    "$gt": lambda a, b: a is not None and a > b,
+    "$gte": lambda a, b: a is not None and a >= b,
+    "$lt": lambda a, b: a is not None and a < b,
+    "$lte": lambda a, b: a is not None and a <= b,
+    "$in": lambda a, b: (bool(set(a) & set(b)) if isinstance(a, list) else a in b),
+    "$nin": lambda a, b: not (bool(set(a) & set(b)) if isinstance(a, list) else a in b),
+    "$regex": lambda a, b: isinstance(a, str) and re.search(b, a) is not None,
+}
+_MISSING = object()
+
+
+def _lookup(doc: dict[str, Any], path: str) -> Any:
+    """``config.lr`` in a run's document: config, summary, then dotted keys as stored."""
+    if path in doc:
+        return doc[path]
+    head, _, rest = path.partition(".")
+    value = doc.get(head, _MISSING)
+    if not rest:
+        return value
+    if isinstance(value, dict):
+        if rest in value:  # keys logged as "val.loss" are stored flat
+            return value[rest]
+        return _lookup(value, rest)
+    return _MISSING
+
+
+def _match(doc: dict[str, Any], query: dict[str, Any]) -> bool:
+    for key, cond in query.items():
+        if key == "$and":
+            if not all(_match(doc, q) for q in cond):
+                return False
+        elif key == "$or":
+            if not any(_match(doc, q) for q in cond):
+                return False
+        elif key == "$nor":
+            if any(_match(doc, q) for q in cond):
+                return False
+        else:
+            value = _lookup(doc, key)
+            if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond):
+                for op, arg in cond.items():
+                    if op == "$exists":
+                        if (value is not _MISSING) != bool(arg):
+                            return False
+                        continue
+                    if op not in _OPS:
+                        raise ValueError(f"unknown filter operator {op!r}")
+                    if value is _MISSING or not _safe(_OPS[op], value, arg):
+                        return False
+            elif isinstance(value, list) and not isinstance(cond, list):
+                if cond not in value:  # {"tags": "x"}: x is one of the tags
+                    return False
+            elif value is _MISSING or value != cond:
+                return False
+    return True
+
+
+def _safe(op: Any, a: Any, b: Any) -> bool:
+    try:
+        return bool(op(a, b))
+    except TypeError:
+        return False
+
+
+class ApiRun:
+    """One stored run: metadata, config, summary and history."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.dir = run_dir
+        with RunReader(run_dir) as reader:
+            info = reader.info()
+        self._info = info
+        self.id: str = info["id"]
+        self.name: str = info["name"] or info["id"]
+        self.project: str = info["project"]
+        self.state: str = info["state"]
+        self.config: dict[str, Any] = info["config"]
+        self.summary: dict[str, Any] = info["summary"]
+        self.tags: list[str] = info["tags"]
+        self.notes: str | None = info["notes"]
+        self.group: str | None = info["group"]
+        self.job_type: str | None = info["job_type"]
+        self.created_at: float = info["created_at"]
+        self.updated_at: float = info["updated_at"]
+        self.exit_code: int | None = info["exit_code"]
+        self.step: int = info["step"]
+
+    @property
+    def path(self) -> str:
+        return f"{self.project}/{self.id}"
+
+    def __repr__(self) -> str:
+        return f"<ApiRun {self.path} ({self.state})>"
+
+    def _document(self) -> dict[str, Any]:
+        doc = dict(self._info)
+        doc["path"] = self.path
+        return doc
+
+    def history(self, keys: list[str] | None = None, samples: int | None = None,
+                pandas: bool = True, x_axis: str = "_step") -> Any:
+        """The run's history, one row per step.
+
+        ``keys`` keeps those columns (and ``x_axis``) and only the rows that have
+        all of them; ``samples`` picks that many evenly spaced rows, the first
+        and last included. A pandas DataFrame, or a list of dicts with
+        ``pandas=False`` (pandas is the optional ``pandas`` extra).
+        """
+        if pandas:
+            return _frame(self.dir, keys, samples, x_axis)
+        rows = list(self.scan_history(keys=keys))
+        if samples is not None and len(rows) > samples:
+            rows = [rows[i] for i in _sample_positions(len(rows), samples)]
+        return rows
+
+    def scan_history(self, keys: list[str] | None = None, page_size: int = 1000,
+                     min_step: int | None = None, max_step: int | None = None
+                     ) -> Iterator[dict[str, Any]]:
+        """Every row (dict) in step order, read a chunk at a time.
+
+        With ``keys``, only rows that have all of them, with just those keys and
+        ``_step``. ``page_size`` is accepted for wandb compatibility; rows are
+        read one stored chunk (up to 1,024 rows) at a time.
+        """
+        with RunReader(self.dir) as reader:
+            for steps, columns in reader.chunks(min_step, max_step):
+                rows = [{"_step": s} for s in steps]
+                for key, (positions, values) in columns.items():
+                    if keys is not None and key not in keys:
+                        continue
+                    if positions is None:
+                        for row, value in zip(rows, values):
+                            row[key] = value
+                    else:
+                        for pos, value in zip(positions, values):
+                            rows[pos][key] = value
+                for row in rows:
+                    step = row["_step"]
+                    if (min_step is not None and step < min_step) or (
+                            max_step is not None and step > max_step):
+                        continue
+                    if keys is not None and any(k not in row for k in keys):
+                        continue
+                    yield row
+
+
+def _sample_positions(n: int, samples: int) -> list[int]:
+    if samples <= 0:
+        return []
+    if samples == 1:
+        return [0]
+    return sorted({round(i * (n - 1) / (samples - 1)) for i in range(samples)})
+
+
+def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: str) -> Any:
+    """Assemble a DataFrame column by column from the stored arrays."""
+    import numpy as np
+    import pandas as pd
+
+    wanted = None if keys is None else list(dict.fromkeys([x_axis, *keys]))
+    stored = None if wanted is None else [k for k in wanted if k != "_step"]
+    with RunReader(run_dir) as reader:
+        chunks = list(reader.raw_chunks(stored))
+    steps = [np.frombuffer(s, dtype="<i8") for s, _ in chunks]
+    offsets = np.cumsum([0] + [len(s) for s in steps])
+    n = int(offsets[-1])
+    kinds: dict[str, set[str]] = {}
+    for _, cols in chunks:
+        for key, (kind, _, _) in cols.items():
+            kinds.setdefault(key, set()).add(kind)
+    columns: dict[str, Any] = {"_step": np.concatenate(steps) if steps else
+                               np.empty(0, dtype="<i8")}
+    for key, key_kinds in kinds.items():
+        numeric = key_kinds <= {"f8", "i8"}
+        dense = True
+        if numeric:
+            out = np.full(n, np.nan, dtype="f8")
+        else:
+            out = np.full(n, None, dtype=object)
+        for (_, cols), start in zip(chunks, offsets[:-1]):
+            col = cols.get(key)
+            if col is None:
+                dense = False
+                continue
+            kind, idx, data = col
+            if numeric:
+                values = np.frombuffer(data, dtype="<f8" if kind == "f8" else "<i8")
+            else:
+                values = decode(kind, None, data)[1]
+            if idx is None:
+                out[start:start + len(values)] = values
+            else:
+                dense = False
+                positions = np.frombuffer(idx, dtype="<i4") + start
+                if numeric:
+                    out[positions] = values
+                else:
+                    for pos, value in zip(positions.tolist(), values):
+                        out[pos] = value
+        if numeric and key_kinds == {"i8"} and dense:
+            ints = np.empty(n, dtype="<i8")
+            for (_, cols), start in zip(chunks, offsets[:-1]):
+                data = cols[key][2]
+                ints[start:start + len(data) // 8] = np.frombuffer(data, dtype="<i8")
+            out = ints
+        columns[key] = out
+    frame = pd.DataFrame(columns)
+    if wanted is not None:
+        present = [k for k in wanted if k in frame.columns]
+        frame = frame[present]
+        if len(present) < len(wanted):
+            frame = frame.iloc[0:0]
+        frame = frame.dropna(subset=[k for k in present if k != x_axis] or None, how="any")
+    if x_axis in frame.columns and x_axis != "_step":
+        frame = frame.dropna(subset=[x_axis])
+    frame = frame.reset_index(drop=True)
+    if samples is not None and len(frame) > samples:
+        frame = frame.iloc[_sample_positions(len(frame), samples)].reset_index(drop=True)
+    return frame
+
+
+class Api:
+    """Read the runs stored under ``dir`` (default ``MPBACKEND_DIR`` or ``./mpruns``)."""
+
+    def __init__(self, dir: str | None = None) -> None:
+        self.dir = os.path.abspath(dir or os.environ.get("MPBACKEND_DIR", "mpruns"))
+        self.errors: dict[str, str] = {}
+
+    def _run_dirs(self, project: str | None) -> Iterator[str]:
+        if not os.path.isdir(self.dir):
+            return
+        projects = [project] if project is not None else sorted(os.listdir(self.dir))
+        for name in projects:
+            pdir = os.path.join(self.dir, name)
+            if not os.path.isdir(pdir):
+                continue
+            for run_id in sorted(os.listdir(pdir)):
+                run_dir = os.path.join(pdir, run_id)
+                if os.path.isfile(os.path.join(run_dir, DB_NAME)):
+                    yield run_dir
+
+    def runs(self, project: str | None = None, filters: dict[str, Any] | None = None,
+             order: str | None = "-created_at") -> list[ApiRun]:
+        """The runs (of ``project``) that match ``filters``, sorted by ``order``.
+
+        ``order`` is a field (``created_at``, ``summary.loss``, ``config.lr``)
+        with ``-`` for descending. A run whose database cannot be read is left
+        out and its error kept in ``self.errors``.
+        """
+        found = []
+        self.errors = {}
+        for run_dir in self._run_dirs(project):
+            try:
+                run = ApiRun(run_dir)
+            except StoreError as exc:
+                self.errors[run_dir] = str(exc)
+                continue
+            if filters and not _match(run._document(), filters):
+                continue
+            found.append(run)
+        if order:
+            field = order.lstrip("+-")
+            present = [r for r in found if _lookup(r._document(), field) is not _MISSING]
+            absent = [r for r in found if _lookup(r._document(), field) is _MISSING]
+            try:
+                present.sort(key=lambda r: _lookup(r._document(), field),
+                             reverse=order.startswith("-"))
+            except TypeError:
+                present.sort(key=lambda r: str(_lookup(r._document(), field)),
+                             reverse=order.startswith("-"))
+            found = present + absent
+        return found
+
+    def run(self, path_or_id: str) -> ApiRun:
+        """A run by ``project/id`` or by its id alone (KeyError if there is none)."""
+        project, _, run_id = path_or_id.rpartition("/")
+        for run_dir in self._run_dirs(project or None):
+            if os.path.basename(run_dir) == run_id:
+                return ApiRun(run_dir)
+        raise KeyError(f"no run {path_or_id!r} under {self.dir}")

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing import resource_tracker
 
 import numpy as np
 import psutil
@@ -41,18 +40,6 @@ pytestmark = pytest.mark.timeout(60)
 
 PROCESS_CLASS = {"spawn": "SpawnProcess", "fork": "ForkProcess",
                  "forkserver": "ForkServerProcess"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _resource_tracker():
-    """Start multiprocessing's resource tracker before the per-test reaper looks.
-
-    Every spawn/forkserver service registers its semaphores with the tracker; if
-    the first test started it, conftest's reaper would kill it after each test
-    and multiprocessing would warn and relaunch it every time.
-    """
-    resource_tracker.ensure_running()
-    yield
 
 
 # -- helpers ---------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing.resource_tracker
 import os
 import selectors
 import signal
@@ -40,17 +39,6 @@ RESULT = "RESULT "
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _resource_tracker_first():
-    """Start multiprocessing's resource tracker before any test snapshots its children.
-
-    The first spawned service starts it as a child of this process; conftest's
-    reaping fixture would then kill it as a leftover of that test, and every
-    later test would relaunch it with a warning.
-    """
-    multiprocessing.resource_tracker.ensure_running()
 
 
 def _exited(pid: int) -> bool:
@@ -650,3 +638,41 @@ def test_forked_child_exit_leaves_parent_service_alone(tmp_path):
         assert [row["j"] for row in rows] == list(range(7)), tag
         assert all(row["_pid"] == pid for row in rows), tag
     assert len(history) == 60 + res["k"] + 14
+
+
+# -- teardown --------------------------------------------------------------------
+
+
+def test_teardown_is_bounded_by_exit_timeout_with_a_stopped_service(tmp_path, monkeypatch):
+    """teardown() finishes runs and stops the service within exit_timeout, even when
+    the service does not answer; the stopped service is killed, not left behind."""
+    monkeypatch.setenv("MPBACKEND_DIR", str(tmp_path / "mpruns"))
+    run = mpbackend.init(project="td", settings={"exit_timeout": 2, "request_timeout": 20})
+    run.log({"x": 1})
+    run.flush()
+    pid = mpbackend.setup().manager.service.pid
+    os.kill(pid, signal.SIGSTOP)
+    start = time.monotonic()
+    mpbackend.teardown()
+    took = time.monotonic() - start
+    assert took < 2 + 1.5, took
+    assert _wait_exited(pid, timeout=5)
+    assert run.state == "crashed"
+    assert mpbackend.run is None
+
+
+def test_teardown_after_the_service_died_does_not_raise(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MPBACKEND_DIR", str(tmp_path / "mpruns"))
+    run = mpbackend.init(project="td")
+    run.log({"x": 1})
+    run.flush()
+    manager = mpbackend.setup().manager
+    os.kill(manager.service.pid, signal.SIGKILL)
+    assert _wait_for(lambda: manager.router.error is not None, timeout=2)
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="mpbackend"):
+        mpbackend.teardown()
+    assert time.monotonic() - start < 1.0
+    assert run.state == "crashed"
+    info, history = _stored(run.dir)
+    assert [row["x"] for row in history] == [1]

@@ -153,24 +153,8 @@ class ApiRun:
         read one stored chunk (up to 1,024 rows) at a time.
         """
         with RunReader(self.dir) as reader:
-            for steps, columns in reader.chunks(min_step, max_step):
-                rows = [{"_step": s} for s in steps]
-                for key, (positions, values) in columns.items():
-                    if keys is not None and key not in keys:
-                        continue
-                    if positions is None:
-                        for row, value in zip(rows, values):
-                            row[key] = value
-                    else:
-                        for pos, value in zip(positions, values):
-                            rows[pos][key] = value
-                for row in rows:
-                    step = row["_step"]
-                    if (min_step is not None and step < min_step) or (
-                            max_step is not None and step > max_step):
-                        continue
-                    if keys is not None and any(k not in row for k in keys):
-                        continue
+            for row in reader.rows(min_step, max_step, keys):
+                if keys is None or all(k in row for k in keys):
                     yield row
 
 

@@ -351,21 +351,22 @@ class RunReader:
         rows = self._query("SELECT key FROM history_column GROUP BY key ORDER BY MIN(chunk)")
         return [r[0] for r in rows]
 
-    def chunks(self, min_step: int | None = None,
-               max_step: int | None = None) -> Iterator[tuple[list[int], dict[str, tuple]]]:
+    def chunks(self, min_step: int | None = None, max_step: int | None = None,
+               keys: list[str] | None = None
+               ) -> Iterator[tuple[list[int], dict[str, tuple]]]:
         """Yield ``(steps, {key: (positions or None, values)})`` per chunk, in step order.
 
-        Only chunks that overlap ``[min_step, max_step]`` are read.
+        Only chunks that overlap ``[min_step, max_step]`` are read, and only the
+        columns in ``keys`` when it is given.
         """
-        for steps_blob, cols in self.raw_chunks(None, min_step, max_step):
+        for steps_blob, cols in self.raw_chunks(keys, min_step, max_step):
             steps = _swap(array("q", steps_blob)).tolist()
             yield steps, {key: decode(*col) for key, col in cols.items()}
 
-    def history(self, min_step: int | None = None,
-                max_step: int | None = None) -> list[dict[str, Any]]:
-        """Every history row as a dict with ``_step`` and the keys it was logged with."""
-        out: list[dict[str, Any]] = []
-        for steps, columns in self.chunks(min_step, max_step):
+    def rows(self, min_step: int | None = None, max_step: int | None = None,
+             keys: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Each history row as a dict with ``_step`` and its keys (only ``keys``, if given)."""
+        for steps, columns in self.chunks(min_step, max_step, keys):
             rows = [{"_step": s} for s in steps]
             for key, (positions, values) in columns.items():
                 if positions is None:
@@ -374,10 +375,16 @@ class RunReader:
                 else:
                     for pos, value in zip(positions, values):
                         rows[pos][key] = value
-            out.extend(r for r in rows
-                       if (min_step is None or r["_step"] >= min_step)
-                       and (max_step is None or r["_step"] <= max_step))
-        return out
+            for row in rows:
+                step = row["_step"]
+                if (min_step is None or step >= min_step) and (max_step is None
+                                                               or step <= max_step):
+                    yield row
+
+    def history(self, min_step: int | None = None,
+                max_step: int | None = None) -> list[dict[str, Any]]:
+        """Every history row as a dict with ``_step`` and the keys it was logged with."""
+        return list(self.rows(min_step, max_step))
 
     def row_count(self) -> int:
         return self._query("SELECT COALESCE(SUM(nrows), 0) FROM history_chunk")[0][0]

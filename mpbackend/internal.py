@@ -19,6 +19,13 @@ merges with the main loop's; every committed row, from any process, takes the
 next step. Rows from a process other than the run's owner carry ``_pid`` (and
 ``_worker``, the DataLoader worker id, where there is one).
 
+The summary holds the last value of each key, except where ``define_metric``
+says otherwise (``Metrics``): ``summary="min"`` (and ``max``, ``mean``, ``best``
+by ``goal``, ``last``, several joined by commas or by repeated calls) stores
+``{"min": ...}`` under the key as wandb does, and ``"none"`` leaves the key out.
+Keys the user sets on the summary stay as set. A metric with a ``step_metric``
+and ``step_sync`` gets the step metric's last value filled into rows that lack it.
+
 Rows, config, summary and state reach the database when the StreamMux calls
 ``commit()`` (every ``commit_interval``), on a flush barrier, and at finish.
 """
@@ -26,6 +33,7 @@ Rows, config, summary and state reach the database when the StreamMux calls
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import os
 import time
 from collections.abc import Mapping
@@ -76,6 +84,113 @@ def plain(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
+SUMMARY_OPS = ("min", "max", "mean", "best", "last", "none")
+GOALS = {"minimize": "minimize", "min": "minimize", "maximize": "maximize", "max": "maximize"}
+
+
+def _number(value: Any) -> bool:
+    return (type(value) is int or type(value) is float) and value == value
+
+
+class Metrics:
+    """``define_metric`` definitions, and the summary they shape, for one run.
+
+    A definition is ``{"step_metric", "summary": [ops], "goal", "hidden",
+    "step_sync"}`` under a metric name or a glob (``"val/*"``); an exact name
+    wins over a glob, a longer glob over a shorter one.
+    """
+
+    def __init__(self, defs: dict[str, dict] | None = None,
+                 aggregates: dict[str, dict] | None = None) -> None:
+        self.defs: dict[str, dict[str, Any]] = dict(defs or {})
+        self.aggregates: dict[str, dict[str, Any]] = dict(aggregates or {})
+        self._resolved: dict[str, dict[str, Any] | None] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.defs)
+
+    def define(self, name: str, spec: dict[str, Any]) -> None:
+        old = self.defs.get(name, {})
+        ops = list(dict.fromkeys([*old.get("summary", []), *spec.get("summary", [])]))
+        merged = {**old, **{k: v for k, v in spec.items() if v is not None}, "summary": ops}
+        if merged.get("step_metric") and merged.get("step_sync") is None:
+            merged["step_sync"] = True
+        self.defs[name] = merged
+        self._resolved.clear()
+
+    def resolve(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        found = self.defs.get(key)
+        if found is None:
+            globs = [g for g in self.defs if ("*" in g or "?" in g) and fnmatch.fnmatchcase(key, g)]
+            if globs:
+                found = self.defs[max(globs, key=len)]
+        self._resolved[key] = found
+        return found
+
+    def sync_steps(self, row: dict[str, Any], last: dict[str, Any]) -> None:
+        """Fill in the step metric's last value where a synced metric is logged without it."""
+        for key in list(row):
+            d = self.resolve(key)
+            if d is not None and d.get("step_sync"):
+                x = d.get("step_metric")
+                if x and x not in row and x in last:
+                    row[x] = last[x]
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """Update the min/max/mean/best aggregates with one committed row."""
+        for key, value in row.items():
+            d = self.resolve(key)
+            if d is None or not d["summary"]:
+                continue
+            agg = self.aggregates.get(key)
+            if agg is None:
+                agg = self.aggregates[key] = {"count": 0, "sum": 0.0}
+            agg["last"] = value
+            if not _number(value):
+                continue
+            agg["count"] += 1
+            agg["sum"] += value
+            if "min" not in agg or value < agg["min"]:
+                agg["min"] = value
+            if "max" not in agg or value > agg["max"]:
+                agg["max"] = value
+
+    def shape(self, last: dict[str, Any]) -> dict[str, Any]:
+        """The summary: last values, replaced by ``{op: value}`` where ops are defined."""
+        if not self.defs:
+            return dict(last)
+        out: dict[str, Any] = {}
+        for key, value in last.items():
+            d = self.resolve(key)
+            ops = d["summary"] if d is not None else ()
+            if not ops:
+                out[key] = value
+                continue
+            if "none" in ops:
+                continue
+            agg = self.aggregates.get(key, {})
+            shaped: dict[str, Any] = {}
+            for op in ops:
+                if op == "last":
+                    shaped["last"] = agg.get("last", value)
+                elif op == "mean":
+                    if agg.get("count"):
+                        shaped["mean"] = agg["sum"] / agg["count"]
+                elif op == "best":
+                    goal = "min" if d.get("goal") == "minimize" else "max"
+                    if goal in agg:
+                        shaped["best"] = agg[goal]
+                elif op in agg:
+                    shaped[op] = agg[op]
+            out[key] = shaped
+        return out
+
+
 class Internal:
     """The service-side state of one run (one stream of the StreamMux)."""
 
@@ -103,17 +218,21 @@ class Internal:
                 "to continue it or choose another id")
         self.step = 0
         self.config: dict[str, Any] = plain(dict(spec.get("config") or {}))
-        self.logged_summary: dict[str, Any] = {}
+        self.last: dict[str, Any] = {}
         self.user_summary: dict[str, Any] = {}
+        self.metrics = Metrics()
         self.start_time: float = spec["start_time"]
         self.runtime_before = 0.0
         if resuming:
             with RunReader(self.run_dir) as reader:
                 old = reader.info()
+            extra = old["extra"]
             self.step = old["step"]
             self.config = {**old["config"], **self.config}
-            self.logged_summary = dict(old["summary"])
-            self.runtime_before = float(self.logged_summary.get("_runtime", 0.0))
+            self.metrics = Metrics(extra.get("metrics"), extra.get("aggregates"))
+            self.user_summary = dict(extra.get("user_summary", {}))
+            self.last = dict(extra.get("last", old["summary"]))
+            self.runtime_before = float(self.last.get("_runtime", 0.0))
         self.resumed = resuming
         self.writer = RunWriter(self.run_dir, {
             "id": self.id, "project": spec["project"], "name": spec.get("name"),
@@ -169,8 +288,12 @@ class Internal:
     def _commit_row(self, pid: int, worker: Any, row: dict[str, Any], ts: float) -> None:
         row["_runtime"] = self.runtime_before + ts - self.start_time
         row["_timestamp"] = ts
-        self.logged_summary.update(row)
-        self.logged_summary["_step"] = self.step
+        metrics = self.metrics
+        if metrics.defs:
+            metrics.sync_steps(row, self.last)
+            metrics.observe(row)
+        self.last.update(row)
+        self.last["_step"] = self.step
         if pid != self.owner_pid:
             row["_pid"] = pid
             if worker is not None:
@@ -192,20 +315,34 @@ class Internal:
         self.config.update(plain(data))
         self.writer.update_run(config=self.config)
 
-    def update_summary(self, data: dict[str, Any]) -> None:
+    def update_summary(self, data: dict[str, Any], deleted: list[str]) -> None:
+        """The user set (or deleted) summary keys; set keys stay until set again."""
         self.user_summary.update(plain(data))
-        self.writer.update_run(summary=self.summary())
+        for key in deleted:
+            self.user_summary.pop(key, None)
+            self.last.pop(key, None)
+        self._save_summary()
+
+    def define_metric(self, name: str, spec: dict[str, Any]) -> None:
+        self.metrics.define(name, spec)
+        self._save_summary()
 
     def summary(self) -> dict[str, Any]:
-        """Last logged value of each key, overridden by what the user set."""
-        return {**self.logged_summary, **self.user_summary}
+        """Last logged values shaped by define_metric, overridden by what the user set."""
+        return {**self.metrics.shape(self.last), **self.user_summary}
+
+    def _save_summary(self) -> None:
+        """Queue the summary and what it is computed from for the next commit."""
+        self.writer.update_run(step=self.step, summary=self.summary(), extra={
+            "metrics": self.metrics.defs, "aggregates": self.metrics.aggregates,
+            "user_summary": self.user_summary, "last": self.last})
 
     # -- transactions ----------------------------------------------------
 
     def commit(self) -> None:
         """Write the committed rows and the run's current state to the store."""
         if self.writer.rows_pending:
-            self.writer.update_run(step=self.step, summary=self.summary())
+            self._save_summary()
         self.writer.commit()
 
     def flush(self) -> dict[str, Any]:
@@ -217,8 +354,8 @@ class Internal:
         """[a] Commit pending rows, record the final state, close the store."""
         self._commit_all()
         self.state = state
-        self.writer.update_run(state=state, exit_code=exit_code, step=self.step,
-                               summary=self.summary(), updated_at=time.time())
+        self._save_summary()
+        self.writer.update_run(state=state, exit_code=exit_code, updated_at=time.time())
         self.writer.close()
         return {"state": state, "summary": self.summary(), "step": self.step,
                 "dropped_steps": self.dropped_steps}

@@ -9,8 +9,9 @@ item is its opcode:
     (HISTORY, stream, data, step, commit, timestamp)  [7] a log() call
     (HISTORY_ANY, ...the same...)                     [7] one whose values are not
                                                       all builtin scalars
-    (CONFIG, stream, data, allow_val_change)          config update
-    (SUMMARY, stream, data)                           summary update by the user
+    (CONFIG, stream, data)                            config update
+    (SUMMARY, stream, data, deleted keys)             summary set by the user
+    (DEFINE_METRIC, stream, name, definition)         define_metric()
     (REQUEST, uuid, message)                          a request: one of the
                                                       dataclasses below
 
@@ -27,6 +28,7 @@ to import user code.
     [3]/[4]      EnsureUp           {"pid", "version"}
     [5]/[6]      InformInit         {"id", "dir", "step", ...} of the new stream
     [7]/[8]      HISTORY / Flush    {"step"} once all before it is in the store
+    -            GetSummary         {"summary", "step"} as of all sent before it
     [9]/[a]      InformFinish       {"state", "summary", "step"} the final state
     [b]/[c]      ManagerStop        {"stopped": [stream ids]}
     [d]/[e]      ManagerPoll        {"streams": number not yet drained}
@@ -42,6 +44,7 @@ CONFIG = 1
 SUMMARY = 2
 REQUEST = 3
 HISTORY_ANY = 4
+DEFINE_METRIC = 5
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,13 @@ class InformInit:
 @dataclass(frozen=True)
 class Flush:
     """[8] Barrier: reply once everything sent before it is committed to the store."""
+
+    stream: str
+
+
+@dataclass(frozen=True)
+class GetSummary:
+    """The run's summary and step, after everything sent before this request."""
 
     stream: str
 

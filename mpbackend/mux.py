@@ -117,12 +117,14 @@ class StreamMux:
             m.HISTORY_ANY: self._history_any,
             m.CONFIG: self._config,
             m.SUMMARY: self._summary,
+            m.DEFINE_METRIC: self._define_metric,
             m.REQUEST: self._request,
         }
         self._requests = {
             m.EnsureUp: self._ensure_up,
             m.InformInit: self._inform_init,
             m.Flush: self._flush,
+            m.GetSummary: self._get_summary,
             m.InformFinish: self._inform_finish,
             m.ManagerStop: self._manager_stop,
             m.ManagerPoll: self._manager_poll,
@@ -239,7 +241,12 @@ class StreamMux:
     def _summary(self, pid: int, worker: Any, record: tuple) -> None:
         internal = self._stream(record[1])
         if internal is not None:
-            internal.update_summary(record[2])
+            internal.update_summary(record[2], record[3])
+
+    def _define_metric(self, pid: int, worker: Any, record: tuple) -> None:
+        internal = self._stream(record[1])
+        if internal is not None:
+            internal.define_metric(record[2], record[3])
 
     def _request(self, pid: int, worker: Any, record: tuple) -> None:
         _, uuid, message = record
@@ -271,19 +278,25 @@ class StreamMux:
                 "resumed": internal.resumed, "config": internal.config,
                 "summary": internal.summary()}
 
-    def _flush(self, msg: m.Flush) -> dict[str, Any]:
-        internal = self.streams.get(msg.stream)
+    def _open(self, stream: str) -> Internal:
+        internal = self.streams.get(stream)
         if internal is None:
-            raise KeyError(f"run {msg.stream!r} is not open")
-        return internal.flush()
+            raise KeyError(f"run {stream!r} is not open")
+        return internal
+
+    def _flush(self, msg: m.Flush) -> dict[str, Any]:
+        return self._open(msg.stream).flush()
+
+    def _get_summary(self, msg: m.GetSummary) -> dict[str, Any]:
+        internal = self._open(msg.stream)
+        return {"summary": internal.summary(), "step": internal.step}
 
     def _finish_stream(self, stream: str, state: str, exit_code: int | None) -> dict[str, Any]:
         internal = self.streams.pop(stream)
         return internal.finish(state, exit_code)
 
     def _inform_finish(self, msg: m.InformFinish) -> dict[str, Any]:
-        if msg.stream not in self.streams:
-            raise KeyError(f"run {msg.stream!r} is not open")
+        self._open(msg.stream)
         return self._finish_stream(msg.stream, msg.state, msg.exit_code)
 
     def _manager_stop(self, msg: m.ManagerStop) -> dict[str, Any]:

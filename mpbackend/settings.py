@@ -46,6 +46,8 @@ class Settings:
             commits a transaction to the store.
         watchdog_interval: seconds between the service's checks that the user
             process is alive.
+        max_array_size: the most elements an array or list logged as a value
+            may have; it is stored as a list. Larger ones raise ValueError.
     """
 
     start_method: str = field(default_factory=lambda: _env("MPBACKEND_START_METHOD", "spawn"))
@@ -59,6 +61,7 @@ class Settings:
     batch_records: int = 2000
     commit_interval: float = 0.05
     watchdog_interval: float = 0.1
+    max_array_size: int = 10_000
 
     def __post_init__(self) -> None:
         if self.start_method not in START_METHODS:

@@ -334,7 +334,7 @@ def test_teardown_after_manager_stop(rundir):
     sends InformFinish to a service that is gone.
     """
     a = mpbackend.init(project="proj", id="td-a")
-    b = mpbackend.init(project="proj", id="td-b")
+    b = mpbackend.init(project="proj", id="td-b", reinit="create_new")
     a.log({"v": 1})
     b.log({"v": 2})
     manager = mpbackend.setup().manager
@@ -451,7 +451,7 @@ def test_class_from_main_is_sent_by_value(tmp_path):
         run.finish()
         with mpbackend.RunReader(run.dir) as reader:
             info = reader.info()
-        print("FINISHED " + json.dumps({"state": run.state, "summary": run.summary,
+        print("FINISHED " + json.dumps({"state": run.state, "summary": dict(run.summary),
                                         "db_state": info["state"]}), flush=True)
     """, tmp_path, timeout=45, env={"MPBACKEND_START_METHOD": "spawn"})
     sent = result_of(proc, "ROWS ")
@@ -655,7 +655,7 @@ def test_script_without_main_guard(tmp_path, method):
 
 
 def test_many_runs_interleaved(rundir):
-    runs = [mpbackend.init(project="many", id=f"r{k}") for k in range(5)]
+    runs = [mpbackend.init(project="many", id=f"r{k}", reinit="create_new") for k in range(5)]
     manager = mpbackend.setup().manager
     assert manager.communicate(m.ManagerPoll(), 10) == {"streams": 5}
     expected: list[list[int]] = [[] for _ in runs]

@@ -620,6 +620,7 @@ def init(project: str | None = None, name: str | None = None, id: str | None = N
     if mode == "disabled":
         run: Run = DisabledRun(spec, settings)
     else:
+        created = not os.path.isdir(run_dir)
         try:
             os.makedirs(run_dir, exist_ok=True)
         except OSError as exc:
@@ -627,7 +628,12 @@ def init(project: str | None = None, name: str | None = None, id: str | None = N
         if not os.access(run_dir, os.W_OK):
             raise PermissionError(f"the run directory {run_dir} is not writable")
         setup_ = setup(settings)
-        reply = setup_.manager.inform_init(spec)
+        try:
+            reply = setup_.manager.inform_init(spec)
+        except BaseException:
+            if created and not os.listdir(run_dir):
+                os.rmdir(run_dir)
+            raise
         run = Run(setup_, spec, reply, settings)
         setup_.manager.runs[run.id] = run
     mpbackend.run = run

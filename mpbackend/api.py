@@ -166,6 +166,50 @@ def _sample_positions(n: int, samples: int) -> list[int]:
     return sorted({round(i * (n - 1) / (samples - 1)) for i in range(samples)})
 
 
+def _column(np: Any, chunks: list, offsets: Any, n: int, key: str,
+            kinds: set[str]) -> tuple[Any, Any]:
+    """One history column as a numpy array, and where it was logged (a bool mask).
+
+    Dense int64 columns stay int64; numbers with gaps, or ints mixed with floats,
+    become float64 with NaN where the key was not logged; everything else is an
+    object array with None there (a dense all-bool column becomes bool).
+    """
+    present = np.zeros(n, dtype=bool)
+    numeric = kinds <= {"f8", "i8"}
+    ints = np.zeros(n, dtype="<i8") if kinds == {"i8"} else None
+    out = np.full(n, np.nan, dtype="f8") if numeric else np.full(n, None, dtype=object)
+    for (_, cols), start in zip(chunks, offsets[:-1]):
+        col = cols.get(key)
+        if col is None:
+            continue
+        kind, idx, data = col
+        if idx is None:
+            where: Any = slice(start, start + (len(data) // 8 if numeric else
+                                               len(decode(kind, None, data)[1])))
+        else:
+            where = np.frombuffer(idx, dtype="<i4") + start
+        present[where] = True
+        if numeric:
+            values = np.frombuffer(data, dtype="<f8" if kind == "f8" else "<i8")
+            out[where] = values
+            if ints is not None:
+                ints[where] = values
+        else:
+            positions = (range(where.start, where.stop) if isinstance(where, slice)
+                         else where.tolist())
+            for pos, value in zip(positions, decode(kind, None, data)[1]):
+                out[pos] = value
+    dense = bool(present.all())
+    if numeric:
+        return (ints if ints is not None and dense else out), present
+    logged = [v for v in out[present] if v is not None]
+    if logged and all(type(v) in (int, float) for v in logged):
+        return np.array([np.nan if v is None else v for v in out], dtype="f8"), present
+    if dense and logged and len(logged) == n and all(type(v) is bool for v in logged):
+        return out.astype(bool), present
+    return out, present
+
+
 def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: str) -> Any:
     """Assemble a DataFrame column by column from the stored arrays."""
     import numpy as np
@@ -184,49 +228,18 @@ def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: st
             kinds.setdefault(key, set()).add(kind)
     columns: dict[str, Any] = {"_step": np.concatenate(steps) if steps else
                                np.empty(0, dtype="<i8")}
+    keep = np.ones(n, dtype=bool)
     for key, key_kinds in kinds.items():
-        numeric = key_kinds <= {"f8", "i8"}
-        dense = True
-        if numeric:
-            out = np.full(n, np.nan, dtype="f8")
-        else:
-            out = np.full(n, None, dtype=object)
-        for (_, cols), start in zip(chunks, offsets[:-1]):
-            col = cols.get(key)
-            if col is None:
-                dense = False
-                continue
-            kind, idx, data = col
-            if numeric:
-                values = np.frombuffer(data, dtype="<f8" if kind == "f8" else "<i8")
-            else:
-                values = decode(kind, None, data)[1]
-            if idx is None:
-                out[start:start + len(values)] = values
-            else:
-                dense = False
-                positions = np.frombuffer(idx, dtype="<i4") + start
-                if numeric:
-                    out[positions] = values
-                else:
-                    for pos, value in zip(positions.tolist(), values):
-                        out[pos] = value
-        if numeric and key_kinds == {"i8"} and dense:
-            ints = np.empty(n, dtype="<i8")
-            for (_, cols), start in zip(chunks, offsets[:-1]):
-                data = cols[key][2]
-                ints[start:start + len(data) // 8] = np.frombuffer(data, dtype="<i8")
-            out = ints
-        columns[key] = out
+        columns[key], present = _column(np, chunks, offsets, n, key, key_kinds)
+        if (wanted is not None and key in wanted) or key == x_axis:
+            keep &= present
+    if wanted is not None and any(k not in columns for k in wanted):
+        keep[:] = False
     frame = pd.DataFrame(columns)
     if wanted is not None:
-        present = [k for k in wanted if k in frame.columns]
-        frame = frame[present]
-        if len(present) < len(wanted):
-            frame = frame.iloc[0:0]
-        frame = frame.dropna(subset=[k for k in present if k != x_axis] or None, how="any")
-    if x_axis in frame.columns and x_axis != "_step":
-        frame = frame.dropna(subset=[x_axis])
+        frame = frame[[k for k in wanted if k in frame.columns]]
+    if not keep.all():
+        frame = frame[keep]
     frame = frame.reset_index(drop=True)
     if samples is not None and len(frame) > samples:
         frame = frame.iloc[_sample_positions(len(frame), samples)].reset_index(drop=True)

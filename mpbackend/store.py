@@ -120,15 +120,21 @@ def _encode(positions: list[int], values: list[Any], nrows: int) -> tuple[str, b
 
 
 def decode(kind: str, idx: bytes | None, data: bytes) -> tuple[list[int] | None, list[Any]]:
-    if kind == "f8":
-        values: list[Any] = _swap(array("d", data)).tolist()
-    elif kind == "i8":
-        values = _swap(array("q", data)).tolist()
-    elif kind == "json":
-        values = json.loads(data)
-    else:
-        raise StoreError(f"unknown history column kind {kind!r}")
-    positions = None if idx is None else _swap(array("i", idx)).tolist()
+    """A stored history column as (positions or None, values); StoreError if damaged."""
+    try:
+        if kind == "f8":
+            values: list[Any] = _swap(array("d", data)).tolist()
+        elif kind == "i8":
+            values = _swap(array("q", data)).tolist()
+        elif kind == "json":
+            values = json.loads(data)
+        else:
+            raise StoreError(f"unknown history column kind {kind!r}")
+        positions = None if idx is None else _swap(array("i", idx)).tolist()
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"a damaged history column ({kind}): {exc}") from exc
+    if positions is not None and len(positions) != len(values):
+        raise StoreError("a damaged history column: positions and values differ in length")
     return positions, values
 
 
@@ -319,7 +325,10 @@ class RunReader:
             raise StoreError(f"{self.path} holds no run")
         info = dict(zip(_RUN_FIELDS, rows[0]))
         for f in _JSON_FIELDS:
-            info[f] = json.loads(info[f])
+            try:
+                info[f] = json.loads(info[f])
+            except (TypeError, ValueError) as exc:
+                raise StoreError(f"{self.path}: the run's {f} is damaged: {exc}") from exc
         info["group"] = info.pop("run_group")
         return info
 

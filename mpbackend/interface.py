@@ -102,9 +102,12 @@ def _worker_id() -> int | None:
 class Interface:
     """A process's connection to the service: publish, communicate, a bounded buffer."""
 
-    def __init__(self, rec_q: BatchQueue, router: Router | None, settings: Settings) -> None:
+    def __init__(self, rec_q: BatchQueue, router: Router | None, settings: Settings,
+                 service_pid: int | None = None) -> None:
         self._rec_q = rec_q
         self._router = router
+        self.settings = settings
+        self.service_pid = service_pid
         self._limit = settings.buffer_bytes
         self._drop = settings.buffer_policy == "drop"
         self._interval = settings.send_interval
@@ -130,6 +133,20 @@ class Interface:
         self._closed = False
         self._broken: str | None = None
         self.dropped = 0
+
+    @property
+    def queue(self) -> BatchQueue:
+        """rec_q, for handing to a child process as it is created."""
+        return self._rec_q
+
+    @property
+    def pid(self) -> int:
+        """The process this interface's buffer and sender belong to."""
+        return self._pid
+
+    @property
+    def request_timeout(self) -> float:
+        return self._request_timeout
 
     def _after_fork_in_child(self) -> None:
         self._reset()

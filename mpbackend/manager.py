@@ -56,7 +56,8 @@ class Manager:
         assert self.service.rec_q is not None and self.service.process is not None
         assert self.service.rsp_q is not None
         self.router = Router(self.service.rsp_q, self.service, self._on_broken)
-        self.interface = Interface(self.service.rec_q, self.router, settings)
+        self.interface = Interface(self.service.rec_q, self.router, settings,
+                                   service_pid=self.service.pid)
         self.router.start()
         self.ensure_up()
         atexit.register(self._atexit)

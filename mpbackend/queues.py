@@ -29,7 +29,9 @@ class BatchQueue:
 
     def __getstate__(self) -> tuple:
         context.assert_spawning(self)
-        return self._reader, self._writer, self._wlock
+        # Each side closes the end it does not use; a child gets the ends still open.
+        return (None if self._reader.closed else self._reader,
+                None if self._writer.closed else self._writer, self._wlock)
 
     def __setstate__(self, state: tuple) -> None:
         self._reader, self._writer, self._wlock = state
@@ -60,7 +62,9 @@ class BatchQueue:
         return self._reader.poll(timeout)
 
     def close_reader(self) -> None:
-        self._reader.close()
+        if self._reader is not None:
+            self._reader.close()
 
     def close_writer(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import html
 import io
 import logging
 import os
@@ -30,6 +31,7 @@ import string
 import sys
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
+from multiprocessing.context import get_spawning_popen
 from typing import Any
 
 from . import messages as m
@@ -427,6 +429,31 @@ class Run:
         return f"{self.project}/{self.id}"
 
     @property
+    def _in_child(self) -> bool:
+        return os.getpid() != self._owner_pid
+
+    def __reduce__(self) -> tuple:
+        """A Run travels to a child process only as the child is created.
+
+        It carries the run's identity and the service's rec_q, which a pipe can
+        only hand over while a process starts (fork, spawn, forkserver).
+        """
+        if get_spawning_popen() is None:
+            raise UsageError(
+                f"run {self.id} can only be given to a child process as the process is "
+                "created: in Process(args=...), a Pool or ProcessPoolExecutor "
+                "initializer's initargs, or the Dataset of a DataLoader (forked children "
+                "inherit it). It cannot be sent to a process that is already running, for "
+                "example as a task argument of a started pool: give the run to the pool's "
+                "initializer instead and keep it in a global there.")
+        state = {name: getattr(self, name) for name in _RUN_FIELDS}
+        state.update(owner_pid=self._owner_pid, max_array=self._max_array,
+                     config=self.config.as_dict(), rec_q=self._interface.queue,
+                     settings=self._interface.settings,
+                     service_pid=self._interface.service_pid)
+        return _child_run, (state,)
+
+    @property
     def step(self) -> int:
         """The step the next committed row will get (asks the service while running)."""
         if self.state != "running":
@@ -435,6 +462,24 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<mpbackend.Run {self.path} ({self.state})>"
+
+    def _repr_html_(self) -> str:
+        """How a run shows itself in Jupyter: name, state, dir; the summary once ended."""
+        rows = [("name", self.name), ("id", self.id), ("project", self.project),
+                ("state", self.state), ("dir", self.dir)]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                       for k, v in rows)
+        out = f"<div class='mpbackend-run'><b>mpbackend run</b><table>{body}</table>"
+        if self.state != "running":
+            summary = {k: v for k, v in dict(self.summary).items() if not k.startswith("_")}
+            if summary:
+                cells = "".join(f"<tr><td style='text-align:left'>{html.escape(k)}</td>"
+                                f"<td style='text-align:right'>{html.escape(_short(v))}</td>"
+                                "</tr>" for k, v in sorted(summary.items()))
+                out += ("<table class='mpbackend-summary'><tr><th>summary</th><th></th></tr>"
+                        f"{cells}</table>")
+        return out + "</div>"
 
     def _check_running(self, what: str) -> None:
         if self.state != "running":
@@ -445,7 +490,7 @@ class Run:
         self._interface.put(_serialise(record, data, what))
 
     def _get_summary(self) -> dict[str, Any]:
-        return self._manager.communicate(m.GetSummary(self.id))
+        return self._interface.communicate(m.GetSummary(self.id))
 
     def log(self, data: Mapping[str, Any], step: int | None = None,
             commit: bool | None = None) -> None:
@@ -481,7 +526,15 @@ class Run:
         return metric
 
     def flush(self, timeout: float | None = None) -> None:
-        """Return once everything this process logged before the call is in the store."""
+        """Return once everything this process logged before the call is in the store.
+
+        In a child process it returns once the child's records are in the queue
+        to the service; the owner's ``flush()`` after that makes them durable.
+        """
+        if self._in_child:
+            self._interface.drain(self._interface.request_timeout if timeout is None
+                                  else timeout)
+            return
         self._manager.flush(self.id, timeout)
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
@@ -492,8 +545,11 @@ class Run:
         """
         if self.state != "running":
             return
-        if os.getpid() != self._owner_pid:
-            raise UsageError("finish() is for the process that started the run")
+        if self._in_child:
+            log.warning("mpbackend: finish() in a child process (pid %d) does nothing: "
+                        "run %s is finished by the process that started it", os.getpid(),
+                        self.id)
+            return
         self._end("failed" if exit_code else "finished", exit_code, None)
 
     def _end(self, state: str, exit_code: int | None, timeout: float | None) -> None:
@@ -536,8 +592,13 @@ class DisabledRun(Run):
     def __init__(self, spec: dict[str, Any], settings: Settings) -> None:
         super().__init__(None, spec, {"id": spec["id"], "dir": spec["run_dir"],
                                       "config": spec["config"]}, settings)
+        self._spec = spec
+        self._settings = settings
         self.config = Config(None, spec["config"])
         self.summary = Summary(None, {})
+
+    def __reduce__(self) -> tuple:
+        return DisabledRun, (self._spec, self._settings)
 
     @property
     def step(self) -> int:
@@ -561,6 +622,48 @@ class DisabledRun(Run):
 
     def _end(self, state: str, exit_code: int | None, timeout: float | None) -> None:
         self._ended(state)
+
+
+_RUN_FIELDS = ("id", "dir", "project", "name", "start_time", "tags", "notes", "group",
+               "job_type", "resumed", "state")
+_child_interfaces: dict[int, Any] = {}
+
+
+def _child_run(state: dict[str, Any]) -> Run:
+    """A Run unpickled in a child process: it publishes into the parent's service."""
+    import mpbackend
+
+    from .interface import Interface
+
+    key = state["service_pid"]
+    interface = _child_interfaces.get(key)
+    if interface is None or interface.pid != os.getpid():
+        interface = _child_interfaces[key] = Interface(state["rec_q"], None, state["settings"],
+                                                       service_pid=key)
+    run = Run.__new__(Run)
+    for name in _RUN_FIELDS:
+        setattr(run, name, state[name])
+    run._manager = None
+    run._interface = interface
+    run._owner_pid = state["owner_pid"]
+    run._max_array = state["max_array"]
+    run._final_step = 0
+    run.config = Config(run, state["config"])
+    run.summary = Summary(run)
+    if mpbackend.run is None:
+        mpbackend.run = run
+        mpbackend.config = run.config
+        mpbackend.summary = run.summary
+    return run
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_short(v)}" for k, v in value.items())
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _forget(run: Run) -> None:

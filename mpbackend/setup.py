@@ -4,9 +4,11 @@
     mpbackend.init()  --> setup() first, so a run always finds the service up
     mpbackend.teardown() --> finish open runs, stop the service ([b]..[e])
 
-A second ``setup()`` in the same process reuses the running service after an
-ensure-up check ([3]/[4]). A forked child that inherited the singleton does not
-own its service: ``setup()`` there starts the child's own.
+Setting up also makes spawned children of a script without a main guard run
+only its definitions (``spawnmain``). A second ``setup()`` in the same process
+reuses the running service after an ensure-up check ([3]/[4]). A forked child
+that inherited the singleton does not own its service: ``setup()`` there starts
+the child's own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from . import spawnmain
 from .manager import Manager
 from .settings import Settings
 
@@ -29,6 +32,7 @@ class _Setup:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pid = os.getpid()
+        spawnmain.install()
         self.manager = Manager(settings)
 
 

@@ -36,7 +36,7 @@ from mpbackend.interface import dumps
 from mpbackend.setup import current as current_setup
 from mpbackend.store import CHUNK_ROWS, SCHEMA_VERSION
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 PROCESS_CLASS = {"spawn": "SpawnProcess", "fork": "ForkProcess",
                  "forkserver": "ForkServerProcess"}
@@ -873,3 +873,44 @@ def test_step_argument_is_checked_at_call(rundir):
     run.log({"a": 1}, step=np.int64(4), commit=True)
     run.finish()
     assert [r["_step"] for r in read_run(run.dir)[1]] == [4]
+
+
+def test_no_main_guard_with_a_spawn_dataloader(tmp_path):
+    """A script with no main guard that logs from spawn DataLoader workers runs once.
+
+    Spawned workers would re-run the whole script to rebuild its __main__ (and die
+    starting processes while bootstrapping); with mpbackend set up they run only
+    its definitions, so the Dataset class resolves and the top level runs once.
+    """
+    pytest.importorskip("torch")
+    proc = run_script("""
+        import os
+        import torch
+        from torch.utils.data import DataLoader, Dataset
+        import mpbackend
+
+        print("TOP", os.getpid(), flush=True)
+        N = 20
+
+        class Items(Dataset):
+            def __init__(self, run):
+                self.run = run
+            def __len__(self):
+                return N
+            def __getitem__(self, i):
+                self.run.log({"item": i})
+                return i
+
+        run = mpbackend.init(project="noguard", id="spawn-dl")
+        loader = DataLoader(Items(run), batch_size=5, num_workers=2,
+                            multiprocessing_context="spawn")
+        for batch in loader:
+            run.log({"batch_sum": int(batch.sum())})
+        run.finish()
+        rows = mpbackend.RunReader(run.dir).history()
+        print("END", len(rows), sorted(r["item"] for r in rows if "item" in r) == list(range(N)),
+              flush=True)
+    """, tmp_path, timeout=110)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("TOP") == 1, proc.stdout
+    assert "END 24 True" in proc.stdout, proc.stdout + proc.stderr

@@ -12,7 +12,10 @@
 
 The Manager registers an atexit hook that finishes the runs still open (as
 ``finished``, ``failed`` after an uncaught exception, ``interrupted`` after
-KeyboardInterrupt) and stops the service, all within ``Settings.exit_timeout``.
+KeyboardInterrupt, exit code 130, or SIGTERM, exit code 143) and stops the
+service, all within ``Settings.exit_timeout``. SIGTERM is handled only where the
+user has installed no handler of their own: it raises SystemExit(143) in the
+main thread, so the script unwinds and exits as it would on Ctrl-C.
 In a forked child the hook does nothing: only the process that started the
 service stops it.
 """
@@ -23,7 +26,9 @@ import atexit
 import logging
 import multiprocessing.process
 import os
+import signal
 import sys
+import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -50,6 +55,7 @@ class Manager:
         self.pid = os.getpid()
         self.runs: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
         self.exit_state = "finished"
+        self.exit_code: int | None = None
         self._stopped = False
         self.service = Service(settings)
         self.service.start()
@@ -63,6 +69,7 @@ class Manager:
         atexit.register(self._atexit)
         _managers.add(self)
         _hook_excepthook()
+        _hook_sigterm()
 
     def _on_broken(self, reason: str) -> None:
         self.interface.set_broken(reason)
@@ -102,13 +109,13 @@ class Manager:
         """[9]/[a] End a stream; the reply has the final state and summary."""
         return self.communicate(m.InformFinish(stream, state, exit_code), timeout)
 
-    def finish_runs(self, state: str, deadline: float) -> None:
+    def finish_runs(self, state: str, deadline: float, exit_code: int | None = None) -> None:
         """Finish every open run of this process as ``state`` before ``deadline``."""
         for run in list(self.runs.values()):
             left = deadline - time.monotonic()
             if left <= 0 or self.router.error is not None:
                 break
-            run._finish_at_exit(state, max(left, 0.01))
+            run._finish_at_exit(state, exit_code, max(left, 0.01))
 
     def stop(self, timeout: float | None = None, state: str = "finished") -> None:
         """[b]..[e] Stop every stream, poll until drained, join; never longer than ``timeout``.
@@ -144,11 +151,33 @@ class Manager:
         if not self.owner or self._stopped:
             return
         deadline = time.monotonic() + self.settings.exit_timeout
-        self.finish_runs(self.exit_state, deadline)
+        self.finish_runs(self.exit_state, deadline, self.exit_code)
         self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
 
 
 _managers: weakref.WeakSet[Manager] = weakref.WeakSet()
+
+
+def _set_exit(state: str, exit_code: int) -> None:
+    """How this process is ending, for the runs atexit will finish."""
+    for manager in list(_managers):
+        manager.exit_state = state
+        manager.exit_code = exit_code
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler's preemption): end like Ctrl-C, runs ``interrupted``."""
+    _set_exit("interrupted", 128 + signum)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+    raise SystemExit(128 + signum)
+
+
+def _hook_sigterm() -> None:
+    """Handle SIGTERM where the user has not: only the main thread may, and only once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _after_fork_in_child() -> None:
@@ -175,9 +204,9 @@ def _hook_excepthook() -> None:
     previous = sys.excepthook
 
     def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        state = "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
-        for manager in list(_managers):
-            manager.exit_state = state
+        interrupted = issubclass(kind, KeyboardInterrupt)
+        _set_exit("interrupted" if interrupted else "failed",
+                  128 + signal.SIGINT if interrupted else 1)
         previous(kind, value, tb)
 
     excepthook._mpbackend = True  # type: ignore[attr-defined]

@@ -571,9 +571,9 @@ class Run:
             self._manager.runs.pop(self.id, None)
         _forget(self)
 
-    def _finish_at_exit(self, state: str, timeout: float) -> None:
+    def _finish_at_exit(self, state: str, exit_code: int | None, timeout: float) -> None:
         if self.state == "running":
-            self._end(state, 1 if state == "failed" else None, timeout)
+            self._end(state, exit_code, timeout)
 
     def __enter__(self) -> Run:
         return self

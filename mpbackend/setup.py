@@ -78,5 +78,5 @@ def teardown(exit_code: int | None = None) -> None:
         manager = current.manager
         state = "finished" if not exit_code else "failed"
         deadline = time.monotonic() + manager.settings.exit_timeout
-        manager.finish_runs(state, deadline)
+        manager.finish_runs(state, deadline, exit_code)
         manager.stop(max(deadline - time.monotonic(), 0.5), state=state)

@@ -15,9 +15,16 @@ int64/float64 arrays (NaN and infinities included); any other value, and a key
 whose values mix types, goes in as a JSON list. A key that is missing from some
 rows of a chunk also stores the positions of the rows that have it. Reading a
 column of a million rows is then a few hundred ``frombuffer`` calls rather than a
-million JSON parses, and writing a row costs a few list appends. The open (last)
-chunk is rewritten on each commit until it is full, so slow logging does not
-leave a trail of one-row chunks.
+million JSON parses, and writing a row costs a few list appends
+(``bench/store_forms.py`` measures this form against a JSON row per step and a
+wide table with a column per key). Each commit appends only its new rows, as a
+*part* of the open chunk; once the open chunk has ``MAX_PARTS`` parts, or is
+full, it is rewritten as one chunk in place of its parts. So slow logging
+neither rewrites the whole open chunk on every commit nor leaves a trail of
+one-row chunks. A chunk keeps its keys in the order they were first logged.
+
+Readers take one read transaction for a whole read, so a commit that merges
+parts while they read cannot show them a half-written view.
 
 Nothing pickled is ever written: every value is a number, a JSON text or a
 plain SQLite value.
@@ -25,6 +32,7 @@ plain SQLite value.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import sqlite3
@@ -36,6 +44,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 1024
+MAX_PARTS = 32
 DB_NAME = "run.db"
 STATES = ("running", "finished", "failed", "crashed", "interrupted")
 
@@ -68,7 +77,8 @@ CREATE TABLE IF NOT EXISTS history_chunk (
     first_step INTEGER NOT NULL,
     last_step INTEGER NOT NULL,
     nrows INTEGER NOT NULL,
-    steps BLOB NOT NULL
+    steps BLOB NOT NULL,
+    keys TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history_column (
     chunk INTEGER NOT NULL,
@@ -146,18 +156,40 @@ def _connect(path: str, readonly: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(path, timeout=10.0, isolation_level=None,
                                check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
+    if readonly:
+        conn.execute("PRAGMA mmap_size = 268435456")
     return conn
 
 
 class _Chunk:
-    """The rows of one history chunk, by column, as they are appended."""
+    """The rows of one history chunk, by column, and which of them are written."""
 
-    __slots__ = ("number", "steps", "columns")
+    __slots__ = ("steps", "columns", "parts", "written")
 
-    def __init__(self, number: int) -> None:
-        self.number = number
+    def __init__(self) -> None:
         self.steps: list[int] = []
         self.columns: dict[str, tuple[list[int], list[Any]]] = {}
+        self.parts: list[int] = []  # chunk numbers its rows were written under so far
+        self.written = 0  # rows already in the store
+
+    def tail(self, start: int) -> tuple[list[int], dict[str, tuple[list[int], list[Any]]]]:
+        """The rows from ``start`` on, positions counted from ``start``."""
+        columns = {}
+        for key, (positions, values) in self.columns.items():
+            i = bisect.bisect_left(positions, start)
+            if i < len(positions):
+                columns[key] = ([p - start for p in positions[i:]], values[i:])
+        return self.steps[start:], columns
+
+
+def _rows_of(number: int, steps: list[int], columns: dict[str, tuple[list[int], list[Any]]]
+             ) -> tuple[tuple, list[tuple]]:
+    """The history_chunk row and history_column rows of one chunk."""
+    n = len(steps)
+    head = (number, steps[0], steps[-1], n, _swap(array("q", steps)).tobytes(),
+            to_json(list(columns)))
+    return head, [(number, key, *_encode(positions, values, n))
+                  for key, (positions, values) in columns.items()]
 
 
 class RunWriter:
@@ -198,7 +230,8 @@ class RunWriter:
                          [row[f] for f in _RUN_FIELDS])
         conn.execute("COMMIT")
         last = conn.execute("SELECT MAX(chunk) FROM history_chunk").fetchone()[0]
-        self._tail = _Chunk(0 if last is None else last + 1)
+        self._next = 0 if last is None else last + 1
+        self._open = _Chunk()
         self._sealed: list[_Chunk] = []
         self._run_updates: dict[str, Any] = {}
         self.rows_pending = 0
@@ -214,10 +247,10 @@ class RunWriter:
 
     def append(self, step: int, row: dict[str, Any]) -> None:
         """Add one committed history row (``_step`` is ``step``; not in ``row``)."""
-        tail = self._tail
-        pos = len(tail.steps)
-        tail.steps.append(step)
-        columns = tail.columns
+        chunk = self._open
+        pos = len(chunk.steps)
+        chunk.steps.append(step)
+        columns = chunk.columns
         for key, value in row.items():
             col = columns.get(key)
             if col is None:
@@ -226,8 +259,8 @@ class RunWriter:
             col[1].append(value)
         self.rows_pending += 1
         if pos + 1 >= CHUNK_ROWS:
-            self._sealed.append(tail)
-            self._tail = _Chunk(tail.number + 1)
+            self._sealed.append(chunk)
+            self._open = _Chunk()
 
     def update_run(self, **fields: Any) -> None:
         """Set run-table fields (config, summary, state, step, ...) at the next commit."""
@@ -241,18 +274,45 @@ class RunWriter:
         return bool(self.rows_pending or self._run_updates)
 
     def commit(self) -> None:
-        """Write everything appended or updated since the last commit, in one transaction."""
+        """Write everything appended or updated since the last commit, in one transaction.
+
+        A full chunk, or an open one with MAX_PARTS parts, is written whole under
+        its first part's number (its other parts are deleted); otherwise the open
+        chunk's new rows are written as one more part. On failure nothing changes
+        here, so the next commit tries again with the same rows.
+        """
         if not self.dirty:
             return
-        chunks = self._sealed + ([self._tail] if self._tail.steps else [])
-        chunk_rows = []
-        column_rows = []
-        for chunk in chunks:
-            n = len(chunk.steps)
-            chunk_rows.append((chunk.number, chunk.steps[0], chunk.steps[-1], n,
-                               _swap(array("q", chunk.steps)).tobytes()))
-            for key, (positions, values) in chunk.columns.items():
-                column_rows.append((chunk.number, key, *_encode(positions, values, n)))
+        next_number = self._next
+        heads: list[tuple] = []
+        columns: list[tuple] = []
+        dropped: list[int] = []
+
+        def whole(chunk: _Chunk) -> int:
+            nonlocal next_number
+            if chunk.parts:
+                number = chunk.parts[0]
+                dropped.extend(chunk.parts[1:])
+            else:
+                number, next_number = next_number, next_number + 1
+            head, cols = _rows_of(number, chunk.steps, chunk.columns)
+            heads.append(head)
+            columns.extend(cols)
+            return number
+
+        for chunk in self._sealed:
+            whole(chunk)
+        opened = self._open
+        open_parts = None
+        if len(opened.steps) > opened.written:
+            if len(opened.parts) + 1 >= MAX_PARTS:
+                open_parts = [whole(opened)]
+            else:
+                number, next_number = next_number, next_number + 1
+                head, cols = _rows_of(number, *opened.tail(opened.written))
+                heads.append(head)
+                columns.extend(cols)
+                open_parts = [*opened.parts, number]
         updates = dict(self._run_updates)
         updates["updated_at"] = time.time()
         for f in _JSON_FIELDS:
@@ -261,9 +321,12 @@ class RunWriter:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT OR REPLACE INTO history_chunk VALUES (?,?,?,?,?)", chunk_rows)
-            conn.executemany("INSERT OR REPLACE INTO history_column VALUES (?,?,?,?,?)",
-                             column_rows)
+            if dropped:
+                marks = ",".join("?" * len(dropped))
+                conn.execute(f"DELETE FROM history_column WHERE chunk IN ({marks})", dropped)
+                conn.execute(f"DELETE FROM history_chunk WHERE chunk IN ({marks})", dropped)
+            conn.executemany("INSERT OR REPLACE INTO history_chunk VALUES (?,?,?,?,?,?)", heads)
+            conn.executemany("INSERT OR REPLACE INTO history_column VALUES (?,?,?,?,?)", columns)
             conn.execute(f"UPDATE run SET {', '.join(k + '=?' for k in updates)}",
                          list(updates.values()))
             conn.execute("COMMIT")
@@ -271,7 +334,11 @@ class RunWriter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"cannot write the run database {self.path}: {exc}") from exc
+        self._next = next_number
         self._sealed.clear()
+        if open_parts is not None:
+            opened.parts = open_parts
+            opened.written = len(opened.steps)
         self._run_updates.clear()
         self.rows_pending = 0
 
@@ -342,8 +409,6 @@ class RunReader:
         """
         lo = -(2**63) if min_step is None else min_step
         hi = 2**63 - 1 if max_step is None else max_step
-        heads = self._query("SELECT chunk, steps FROM history_chunk "
-                            "WHERE last_step >= ? AND first_step <= ? ORDER BY chunk", (lo, hi))
         if keys is None:
             sql, extra = "SELECT key, kind, idx, data FROM history_column WHERE chunk=?", ()
         else:
@@ -351,14 +416,28 @@ class RunReader:
             sql = (f"SELECT key, kind, idx, data FROM history_column "
                    f"WHERE chunk=? AND key IN ({marks})")
             extra = tuple(keys)
-        for number, steps in heads:
-            cols = self._query(sql, (number, *extra))
-            yield steps, {key: (kind, idx, data) for key, kind, idx, data in cols}
+        self._query("BEGIN")  # one snapshot for the whole read
+        try:
+            heads = self._query("SELECT chunk, steps, keys FROM history_chunk WHERE "
+                                "last_step >= ? AND first_step <= ? ORDER BY chunk", (lo, hi))
+            for number, steps, order in heads:
+                cols = {key: (kind, idx, data)
+                        for key, kind, idx, data in self._query(sql, (number, *extra))}
+                try:
+                    ordered = [k for k in json.loads(order) if k in cols]
+                except ValueError as exc:
+                    raise StoreError(f"{self.path}: a damaged history chunk: {exc}") from exc
+                yield steps, {key: cols[key] for key in ordered}
+        finally:
+            if self._conn.in_transaction:
+                self._conn.execute("COMMIT")
 
     def keys(self) -> list[str]:
-        """Every history key, ordered by the chunk it first appears in."""
-        rows = self._query("SELECT key FROM history_column GROUP BY key ORDER BY MIN(chunk)")
-        return [r[0] for r in rows]
+        """Every history key, in the order first logged."""
+        keys: dict[str, None] = {}
+        for (order,) in self._query("SELECT keys FROM history_chunk ORDER BY chunk"):
+            keys.update(dict.fromkeys(json.loads(order)))
+        return list(keys)
 
     def chunks(self, min_step: int | None = None, max_step: int | None = None,
                keys: list[str] | None = None

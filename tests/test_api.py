@@ -505,3 +505,54 @@ def test_damaged_run_record_is_left_out_with_an_error(store, tmp_path):
     listed = ids(api.runs(project="api"))
     assert listed == ["nolos", "fail", "base"]
     assert list(api.errors) == [bad_dir]
+
+
+def test_reads_of_a_run_being_committed_are_consistent(tmp_path):
+    """A writer commits every 20 ms (merging parts as it goes) while readers read the
+    whole history again and again: every read is a consistent prefix of the run."""
+    from mpbackend.store import RunWriter
+
+    run_dir = str(tmp_path / "p" / "live")
+    writer = RunWriter(run_dir, {"id": "live", "project": "p"}, resume=False)
+    written = [0]
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        step = 0
+        try:
+            while not stop.is_set() and step < 20_000:
+                for _ in range(20):
+                    row = {"m": float(step)}
+                    if step % 10 == 0:
+                        row["val"] = step
+                    writer.append(step, row)
+                    step += 1
+                writer.commit()
+                written[0] = step
+                time.sleep(0.02)
+        except BaseException as exc:  # reported by the test below
+            failures.append(exc)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 4
+        reads = 0
+        while time.monotonic() < deadline:
+            frame = mpbackend.ApiRun(run_dir).history()
+            n = len(frame)
+            assert list(frame["_step"]) == list(range(n))
+            assert (frame["m"] == frame["_step"].astype(float)).all()
+            assert frame["val"].notna().sum() == (n + 9) // 10
+            with mpbackend.RunReader(run_dir) as reader:
+                rows = list(reader.rows())
+            assert [r["_step"] for r in rows] == list(range(len(rows)))
+            assert all(("val" in r) == (r["_step"] % 10 == 0) for r in rows)
+            reads += 1
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        writer.close()
+    assert not failures, failures
+    assert reads > 5 and written[0] > 1000

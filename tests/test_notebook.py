@@ -1,0 +1,432 @@
+"""mpbackend in a real Jupyter kernel, driven through nbclient.
+
+Notebooks are built in code with nbformat and run cell by cell in an ipykernel
+``python3`` kernel started with MPBACKEND_DIR in its environment and a temporary
+directory as its working directory. Cells report what the test needs as
+``RESULT {json}`` lines; the runs are then read back from their databases.
+Nothing is mocked; every cell has a timeout, and every kernel is shut down and
+reaped (the service it started too).
+
+Sections follow the issue: a run across cells, re-running the init() cell,
+a kernel interrupt during a logging loop, classes and lambdas defined in
+cells, the run's HTML view, and a kernel shut down without finish().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import textwrap
+import time
+
+import nbformat
+import psutil
+import pytest
+from conftest import ROOT
+from nbclient import NotebookClient
+
+import mpbackend
+
+pytestmark = pytest.mark.timeout(120)
+
+RESULT = "RESULT "
+CELL_TIMEOUT = 60
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def _notebook(*cells: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(textwrap.dedent(code).strip()) for code in cells])
+
+
+def _client(nb: nbformat.NotebookNode, tmp_path, **kwargs) -> NotebookClient:
+    return NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=60,
+                          resources={"metadata": {"path": str(tmp_path)}}, **kwargs)
+
+
+def _kernel_env(tmp_path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": ROOT, "MPBACKEND_DIR": str(tmp_path / "mpruns")}
+
+
+def _text(cell, name: str = "stdout") -> str:
+    return "".join(out.get("text", "") for out in cell.get("outputs", [])
+                   if out.get("output_type") == "stream" and out.get("name") == name)
+
+
+def _cell_result(cell) -> dict:
+    """The last ``RESULT {json}`` line a cell printed."""
+    found = [line[len(RESULT):] for line in _text(cell).splitlines() if line.startswith(RESULT)]
+    assert found, f"no result line in the cell's output: {cell.get('outputs')}"
+    return json.loads(found[-1])
+
+
+def _errors(nb: nbformat.NotebookNode) -> list[str]:
+    """Error outputs and mpbackend warnings printed anywhere in the notebook."""
+    out = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                out.append(f"{output['ename']}: {output['evalue']}")
+        if "mpbackend" in _text(cell, "stderr"):
+            out.append(_text(cell, "stderr"))
+    return out
+
+
+def _stored(run_dir: str) -> tuple[dict, list[dict]]:
+    with mpbackend.RunReader(run_dir) as reader:
+        return reader.info(), reader.history()
+
+
+def _assert_steps(history: list[dict]) -> None:
+    steps = [row["_step"] for row in history]
+    assert steps == list(range(len(steps))), steps
+
+
+def _exited(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def _kernel_pid(client: NotebookClient) -> int:
+    pid = getattr(client.km.provisioner, "pid", None)
+    assert pid is not None, "no local kernel process"
+    return pid
+
+
+def _assert_gone(pids: list[int], timeout: float = 10) -> None:
+    """The kernel and its service have exited; kill and fail if either is left."""
+    if _wait_for(lambda: all(_exited(p) for p in pids), timeout):
+        return
+    left = [p for p in pids if not _exited(p)]
+    for pid in left:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            pass
+    raise AssertionError(f"processes left running after the kernel shut down: {left}")
+
+
+INIT = """
+    import json, os, mpbackend
+    run = mpbackend.init(project="nb", config={"lr": 0.1})
+    print("RESULT " + json.dumps({"id": run.id, "dir": run.dir, "pid": os.getpid(),
+                                  "service": mpbackend.setup().manager.service.pid,
+                                  "cwd": os.getcwd()}))
+"""
+
+
+# -- 1. a run across cells -----------------------------------------------------------
+
+
+def test_init_log_finish_in_separate_cells(tmp_path):
+    nb = _notebook(
+        INIT,
+        """
+        for i in range(300):
+            run.log({"i": i, "sq": i * i})
+        """,
+        """
+        for i in range(300, 500):
+            run.log({"i": i})
+        run.finish()
+        print("RESULT " + json.dumps({"state": run.state}))
+        """)
+    client = _client(nb, tmp_path)
+    with client.setup_kernel(env=_kernel_env(tmp_path)):
+        kernel = _kernel_pid(client)
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+    started = _cell_result(nb.cells[0])
+    _assert_gone([kernel, started["service"]])
+    assert started["pid"] == kernel
+    assert started["cwd"] == str(tmp_path)
+    assert started["dir"].startswith(str(tmp_path / "mpruns")), started
+    assert _cell_result(nb.cells[2])["state"] == "finished"
+    assert not _errors(nb), _errors(nb)
+
+    info, history = _stored(started["dir"])
+    assert info["state"] == "finished"
+    assert info["config"] == {"lr": 0.1}
+    _assert_steps(history)
+    assert [row["i"] for row in history] == list(range(500))
+    assert [row["sq"] for row in history[:300]] == [i * i for i in range(300)]
+
+
+# -- 2. running the init() cell again -----------------------------------------------
+
+
+def test_rerunning_the_init_cell_finishes_the_previous_run(tmp_path):
+    nb = _notebook(
+        textwrap.dedent(INIT) + "run.log({'x': run.id})\n"
+        "all_runs = globals().get('all_runs', []) + [run]",
+        """
+        run.flush()
+        print("RESULT " + json.dumps({"states": [r.state for r in all_runs],
+                                      "current": mpbackend.run.id}))
+        """,
+        """
+        run.log({"x": "last"})
+        run.finish()
+        print("RESULT " + json.dumps({"states": [r.state for r in all_runs]}))
+        """)
+    client = _client(nb, tmp_path)
+    with client.setup_kernel(env=_kernel_env(tmp_path)):
+        kernel = _kernel_pid(client)
+        client.execute_cell(nb.cells[0], 0)
+        first = _cell_result(nb.cells[0])
+        client.execute_cell(nb.cells[0], 0)  # the same init() cell, run again
+        second = _cell_result(nb.cells[0])
+        client.execute_cell(nb.cells[1], 1)
+        middle = _cell_result(nb.cells[1])
+        first_info, first_history = _stored(first["dir"])
+        second_info, _ = _stored(second["dir"])
+        client.execute_cell(nb.cells[2], 2)
+        end = _cell_result(nb.cells[2])
+    _assert_gone([kernel, first["service"]])
+    assert not _errors(nb), _errors(nb)
+
+    assert first["id"] != second["id"]
+    assert first["service"] == second["service"]  # one service for the kernel
+    assert middle == {"states": ["finished", "running"], "current": second["id"]}
+    assert first_info["state"] == "finished"
+    assert [row["x"] for row in first_history] == [first["id"]]
+    assert second_info["state"] == "running"
+    assert end["states"] == ["finished", "finished"]
+    info, history = _stored(second["dir"])
+    assert info["state"] == "finished"
+    assert [row["x"] for row in history] == [second["id"], "last"]
+
+
+# -- 3. a kernel interrupt during a logging loop -------------------------------------
+
+LOOP = """
+    import time
+    n = 0
+    print("started", flush=True)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        run.log({"loop": n})
+        n += 1
+        if n % 50 == 0:
+            time.sleep(0.001)
+"""
+
+
+async def _interrupted_session(client: NotebookClient, nb, env) -> dict:
+    out: dict = {}
+    async with client.async_setup_kernel(env=env):
+        out["kernel"] = _kernel_pid(client)
+        await client.async_execute_cell(nb.cells[0], 0)
+        loop_cell = nb.cells[1]
+        task = asyncio.ensure_future(client.async_execute_cell(loop_cell, 1))
+        deadline = time.monotonic() + 30
+        while "started" not in _text(loop_cell):
+            assert not task.done(), f"the loop cell ended early: {loop_cell.outputs}"
+            assert time.monotonic() < deadline, "the loop cell did not start"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        await client.km.interrupt_kernel()
+        out["interrupted_at"] = time.monotonic()
+        await asyncio.wait_for(task, CELL_TIMEOUT)
+        out["loop_ended_at"] = time.monotonic()
+        for index in range(2, len(nb.cells)):
+            await client.async_execute_cell(nb.cells[index], index)
+    return out
+
+
+def test_kernel_interrupt_during_logging_then_more_cells(tmp_path):
+    nb = _notebook(
+        INIT,
+        LOOP,
+        """
+        print("RESULT " + json.dumps({"n": n, "state": run.state}))
+        for j in range(100):
+            run.log({"after": j})
+        """,
+        """
+        run.log({"after": 100})
+        run.finish()
+        print("RESULT " + json.dumps({"state": run.state}))
+        """)
+    client = _client(nb, tmp_path, allow_errors=True)
+    out = asyncio.run(_interrupted_session(client, nb, _kernel_env(tmp_path)))
+    started = _cell_result(nb.cells[0])
+    _assert_gone([out["kernel"], started["service"]])
+
+    loop_errors = [o for o in nb.cells[1].outputs if o.get("output_type") == "error"]
+    assert [o["ename"] for o in loop_errors] == ["KeyboardInterrupt"], nb.cells[1].outputs
+    assert out["loop_ended_at"] - out["interrupted_at"] < 10
+    after = _cell_result(nb.cells[2])
+    assert after["state"] == "running" and after["n"] > 0, after
+    assert _cell_result(nb.cells[3])["state"] == "finished"
+    assert not [e for e in _errors(nb) if "KeyboardInterrupt" not in e], _errors(nb)
+
+    info, history = _stored(started["dir"])
+    assert info["state"] == "finished"
+    _assert_steps(history)
+    loop = [row["loop"] for row in history if "loop" in row]
+    # The interrupt may land inside log() or just after it, before ``n += 1``.
+    assert loop == list(range(len(loop))), "rows logged before the interrupt are missing"
+    assert len(loop) in (after["n"], after["n"] + 1), (len(loop), after["n"])
+    assert [row["after"] for row in history if "after" in row] == list(range(101))
+    assert len(history) == len(loop) + 101
+
+
+# -- 4. classes and lambdas defined in cells -----------------------------------------
+
+
+def test_cell_defined_classes_and_lambdas_go_by_value(tmp_path):
+    nb = _notebook(
+        """
+        import json, mpbackend
+
+        class Meter:
+            def __init__(self, value):
+                self.value = value
+
+            def __float__(self):
+                return float(self.value)
+
+        class Optimizer:
+            def __init__(self, lr):
+                self.lr = lr
+
+            def __repr__(self):
+                return f"Optimizer(lr={self.lr})"
+
+        run = mpbackend.init(project="nb", config={"optimizer": Optimizer(0.01),
+                                                   "schedule": lambda step: 0.5 ** step})
+        run.config.update({"meter": Meter(1.5), "opt2": Optimizer(0.2)})
+        """,
+        """
+        run.log({"acc": Meter(0.75), "fn": lambda x: 2 * x, "nested": {"m": Meter(3)}})
+        run.log({"acc": Meter(0.5)})
+        run.flush()
+        print("RESULT " + json.dumps({"acc": run.summary["acc"]}))
+        """,
+        """
+        run.finish()
+        print("RESULT " + json.dumps({"dir": run.dir, "state": run.state}))
+        """)
+    client = _client(nb, tmp_path)
+    with client.setup_kernel(env=_kernel_env(tmp_path)):
+        kernel = _kernel_pid(client)
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        time.sleep(0.3)  # a warning the service sent would reach the cell's stderr
+    _assert_gone([kernel])
+    assert not _errors(nb), _errors(nb)
+    assert _cell_result(nb.cells[1]) == {"acc": 0.5}
+    end = _cell_result(nb.cells[2])
+    assert end["state"] == "finished"
+
+    info, history = _stored(end["dir"])
+    assert info["state"] == "finished"
+    config = info["config"]
+    assert config["optimizer"] == "Optimizer(lr=0.01)"
+    assert config["opt2"] == "Optimizer(lr=0.2)"
+    assert config["meter"] == 1.5
+    assert str(config["schedule"]).startswith("<function <lambda>"), config
+    assert len(history) == 2, history
+    first, second = history
+    assert first["acc"] == 0.75 and isinstance(first["acc"], float)
+    assert first["nested.m"] == 3.0
+    assert str(first["fn"]).startswith("<function <lambda>"), first
+    assert second["acc"] == 0.5
+    assert info["summary"]["acc"] == 0.5
+
+
+# -- 5. the run as HTML --------------------------------------------------------------
+
+
+def _html(cell) -> str:
+    results = [o for o in cell.outputs if o.get("output_type") == "execute_result"]
+    assert results, f"the cell displayed nothing: {cell.outputs}"
+    data = results[-1]["data"]
+    assert "text/html" in data, data
+    return data["text/html"]
+
+
+def test_run_shows_itself_as_html(tmp_path):
+    nb = _notebook(
+        """
+        import json, mpbackend
+        run = mpbackend.init(project="nb", name="html-run")
+        print("RESULT " + json.dumps({"id": run.id, "dir": run.dir}))
+        run
+        """,
+        """
+        run.log({"loss": 0.25, "acc": 0.875})
+        run.log({"loss": 0.125, "acc": 0.9375})
+        run.finish()
+        run
+        """)
+    client = _client(nb, tmp_path)
+    with client.setup_kernel(env=_kernel_env(tmp_path)):
+        kernel = _kernel_pid(client)
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+    _assert_gone([kernel])
+    assert not _errors(nb), _errors(nb)
+    started = _cell_result(nb.cells[0])
+
+    running = _html(nb.cells[0])
+    assert "html-run" in running and started["id"] in running
+    assert "running" in running
+    assert started["dir"] in running
+    assert "mpbackend-summary" not in running
+
+    finished = _html(nb.cells[1])
+    assert "html-run" in finished and started["dir"] in finished
+    assert "finished" in finished and "running" not in finished
+    assert "mpbackend-summary" in finished
+    summary = finished[finished.index("mpbackend-summary"):]
+    for text in ("loss", "0.125", "acc", "0.9375"):
+        assert text in summary, (text, summary)
+    assert "_runtime" not in summary and "_step" not in summary
+
+
+# -- 6. the kernel shut down without finish() -------------------------------------------
+
+
+def test_kernel_shutdown_without_finish_finishes_the_run(tmp_path):
+    nb = _notebook(
+        INIT,
+        """
+        for i in range(400):
+            run.log({"i": i})
+        """)
+    client = _client(nb, tmp_path)
+    with client.setup_kernel(env=_kernel_env(tmp_path)):
+        kernel = _kernel_pid(client)
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        shutdown_at = time.monotonic()
+    shutdown_seconds = time.monotonic() - shutdown_at
+    started = _cell_result(nb.cells[0])
+    _assert_gone([kernel, started["service"]])
+    assert not _errors(nb), _errors(nb)
+
+    # The service may still be storing what the kernel's exit sent it: wait, bounded.
+    def ended() -> bool:
+        return _stored(started["dir"])[0]["state"] != "running"
+
+    assert _wait_for(ended, timeout=10)
+    info, history = _stored(started["dir"])
+    assert info["state"] == "finished", (info["state"], shutdown_seconds)
+    _assert_steps(history)
+    assert [row["i"] for row in history] == list(range(400))

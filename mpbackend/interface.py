@@ -109,7 +109,7 @@ class Interface:
         self.settings = settings
         self.service_pid = service_pid
         self._limit = settings.buffer_bytes
-        self._drop = settings.buffer_policy == "drop"
+        self._drop_policy = settings.buffer_policy == "drop"
         self._interval = settings.send_interval
         self._batch = settings.batch_records
         self._request_timeout = settings.request_timeout
@@ -132,7 +132,8 @@ class Interface:
         self._sender: threading.Thread | None = None
         self._closed = False
         self._broken: str | None = None
-        self.dropped = 0
+        self.dropped = 0  # records dropped in all: full buffer (drop policy), dead service
+        self.dropped_by: dict[str, int] = {}  # the same, per run, where the run is known
 
     @property
     def queue(self) -> BatchQueue:
@@ -177,7 +178,7 @@ class Interface:
         finally:
             router.forget(uuid)
 
-    def put(self, data: bytes) -> None:
+    def put(self, data: bytes, stream: str | None = None) -> None:
         """Buffer one serialised record (the hot path of ``log()``).
 
         A record of at most SMALL bytes is appended to a deque without a lock
@@ -186,7 +187,7 @@ class Interface:
         """
         q = self._q
         if len(data) > SMALL or len(q) >= self._room:
-            self._put_slow(data, False)
+            self._put_slow(data, False, stream)
             return
         q.append(data)
         n = len(q)
@@ -199,17 +200,23 @@ class Interface:
         q = self._q
         return bool(q) and len(q) * SMALL + self._big + max(size, SMALL) > self._limit
 
-    def _put_slow(self, data: bytes, urgent: bool) -> None:
+    def _drop(self, stream: str | None) -> None:
+        """Count a dropped record; called with the lock held."""
+        self.dropped += 1
+        if stream is not None:
+            self.dropped_by[stream] = self.dropped_by.get(stream, 0) + 1
+
+    def _put_slow(self, data: bytes, urgent: bool, stream: str | None = None) -> None:
         size = len(data)
         with self._lock:
             if self._broken is not None:
                 if urgent:
                     raise ServiceError(self._broken)
-                self.dropped += 1
+                self._drop(stream)
                 return
             if self._sender is None:
                 self._start_sender()
-            if self._full(size) and not self._make_room(size, urgent):
+            if self._full(size) and not self._make_room(size, urgent, stream):
                 return
             if size > SMALL:
                 self._big += size
@@ -219,10 +226,10 @@ class Interface:
         if urgent or len(self._q) >= self._batch:
             self._now.set()
 
-    def _make_room(self, size: int, urgent: bool) -> bool:
+    def _make_room(self, size: int, urgent: bool, stream: str | None) -> bool:
         """Called with the lock held and the buffer full: wait, or drop and count."""
-        if self._drop and not urgent:
-            self.dropped += 1
+        if self._drop_policy and not urgent:
+            self._drop(stream)
             if self.dropped == 1:
                 log.warning("mpbackend: the service is behind and the buffer (%d bytes) is "
                             "full; records are being dropped (buffer_policy='drop')",
@@ -233,7 +240,7 @@ class Interface:
         while self._full(size) and self._broken is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                self.dropped += 1
+                self._drop(stream)
                 log.warning("mpbackend: the service has not taken records for %g s; "
                             "a record was dropped", self._request_timeout)
                 return False
@@ -241,7 +248,7 @@ class Interface:
         if self._broken is not None:
             if urgent:
                 raise ServiceError(self._broken)
-            self.dropped += 1
+            self._drop(stream)
             return False
         return True
 

@@ -245,6 +245,7 @@ class Internal:
             self.writer.update_run(config=self.config)
         self._pending: dict[int, tuple[dict[str, Any], float, Any]] = {}
         self.dropped_steps = 0
+        self.dropped_records = 0
         self.state = "running"
 
     # -- records ---------------------------------------------------------
@@ -335,7 +336,9 @@ class Internal:
         """Queue the summary and what it is computed from for the next commit."""
         self.writer.update_run(step=self.step, summary=self.summary(), extra={
             "metrics": self.metrics.defs, "aggregates": self.metrics.aggregates,
-            "user_summary": self.user_summary, "last": self.last})
+            "user_summary": self.user_summary, "last": self.last,
+            "dropped_steps": self.dropped_steps, "dropped_records": self.dropped_records,
+            "lost_rows": self.writer.lost_rows})
 
     # -- transactions ----------------------------------------------------
 
@@ -350,12 +353,18 @@ class Internal:
         self.commit()
         return {"step": self.step}
 
-    def finish(self, state: str, exit_code: int | None) -> dict[str, Any]:
-        """[a] Commit pending rows, record the final state, close the store."""
+    def finish(self, state: str, exit_code: int | None, dropped: int = 0) -> dict[str, Any]:
+        """[a] Commit pending rows, record the final state, close the store.
+
+        ``dropped`` (records the user side dropped) and the rows the store could
+        not take are stored in the run's ``extra`` and returned.
+        """
         self._commit_all()
         self.state = state
+        self.dropped_records = dropped
         self._save_summary()
         self.writer.update_run(state=state, exit_code=exit_code, updated_at=time.time())
         self.writer.close()
         return {"state": state, "summary": self.summary(), "step": self.step,
-                "dropped_steps": self.dropped_steps}
+                "dropped_steps": self.dropped_steps, "lost_rows": self.writer.lost_rows,
+                "dropped_records": dropped}

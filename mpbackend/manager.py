@@ -105,9 +105,13 @@ class Manager:
         return self.communicate(m.Flush(stream), timeout)
 
     def inform_finish(self, stream: str, state: str, exit_code: int | None,
-                      timeout: float | None = None) -> dict[str, Any]:
-        """[9]/[a] End a stream; the reply has the final state and summary."""
-        return self.communicate(m.InformFinish(stream, state, exit_code), timeout)
+                      timeout: float | None = None, dropped: int = 0) -> dict[str, Any]:
+        """[9]/[a] End a stream; the reply has the final state and summary.
+
+        ``dropped`` counts the run's records this process dropped (buffer full
+        under ``buffer_policy="drop"``); it is stored with the run.
+        """
+        return self.communicate(m.InformFinish(stream, state, exit_code, dropped), timeout)
 
     def finish_runs(self, state: str, deadline: float, exit_code: int | None = None) -> None:
         """Finish every open run of this process as ``state`` before ``deadline``."""

@@ -82,6 +82,7 @@ class InformFinish:
     stream: str
     state: str
     exit_code: int | None
+    dropped: int = 0  # records of this run the user side dropped
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import psutil
 
 from . import messages as m
 from .internal import Internal, plain
-from .queues import BatchQueue
+from .queues import BatchQueue, ReplyQueue
 from .settings import Settings
 from .store import StoreError
 from .version import __version__
@@ -55,9 +55,11 @@ _ERROR_TYPES = (FileExistsError, FileNotFoundError, PermissionError, ValueError,
                 KeyError, StoreError)
 
 
-def serve(rec_q: BatchQueue, rsp_q: BatchQueue, user_pid: int, settings: Settings) -> None:
+def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Settings) -> None:
     """Entry point of the service process ([1]): run StreamMux until stopped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Past RLIMIT_FSIZE a write fails (and is reported) instead of killing the service.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     rec_q.close_writer()
     rsp_q.close_reader()
     mux = StreamMux(rec_q, rsp_q, user_pid, settings)
@@ -98,7 +100,7 @@ def _watch(user_pid: int, interval: float, died: threading.Event,
 class StreamMux:
     """The service's main loop: routes records to one Internal per stream."""
 
-    def __init__(self, rec_q: BatchQueue, rsp_q: BatchQueue, user_pid: int,
+    def __init__(self, rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int,
                  settings: Settings) -> None:
         self.rec_q = rec_q
         self.rsp_q = rsp_q
@@ -291,13 +293,14 @@ class StreamMux:
         internal = self._open(msg.stream)
         return {"summary": internal.summary(), "step": internal.step}
 
-    def _finish_stream(self, stream: str, state: str, exit_code: int | None) -> dict[str, Any]:
+    def _finish_stream(self, stream: str, state: str, exit_code: int | None,
+                       dropped: int = 0) -> dict[str, Any]:
         internal = self.streams.pop(stream)
-        return internal.finish(state, exit_code)
+        return internal.finish(state, exit_code, dropped)
 
     def _inform_finish(self, msg: m.InformFinish) -> dict[str, Any]:
         self._open(msg.stream)
-        return self._finish_stream(msg.stream, msg.state, msg.exit_code)
+        return self._finish_stream(msg.stream, msg.state, msg.exit_code, msg.dropped)
 
     def _manager_stop(self, msg: m.ManagerStop) -> dict[str, Any]:
         stopped = list(self.streams)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from . import messages as m
 from .errors import ServiceError
-from .queues import BatchQueue
+from .queues import ReplyQueue
 from .store import StoreError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def remote_error(error: tuple[str, str]) -> Exception:
 class Router:
     """Matches responses to pending requests; fails them all if the service dies."""
 
-    def __init__(self, rsp_q: BatchQueue, service: Service,
+    def __init__(self, rsp_q: ReplyQueue, service: Service,
                  on_broken: Callable[[str], None] | None = None) -> None:
         self._rsp_q = rsp_q
         self._service = service

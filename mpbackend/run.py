@@ -487,7 +487,7 @@ class Run:
 
     def _send_record(self, record: tuple, data: Mapping[str, Any], what: str) -> None:
         self._check_running(what)
-        self._interface.put(_serialise(record, data, what))
+        self._interface.put(_serialise(record, data, what), self.id)
 
     def _get_summary(self) -> dict[str, Any]:
         return self._interface.communicate(m.GetSummary(self.id))
@@ -512,7 +512,7 @@ class Run:
             data = _normalize(data, self._max_array)
             record = _serialise((m.HISTORY_ANY, self.id, data, step, commit, time.time()),
                                 data, "log()")
-        self._interface.put(record)
+        self._interface.put(record, self.id)
 
     def define_metric(self, name: str, step_metric: str | None = None,
                       summary: str | None = None, goal: str | None = None,
@@ -555,13 +555,19 @@ class Run:
     def _end(self, state: str, exit_code: int | None, timeout: float | None) -> None:
         """Ask the service to end the run; bounded by ``timeout``, never raises Error."""
         try:
-            reply = self._manager.inform_finish(self.id, state, exit_code, timeout)
+            reply = self._manager.inform_finish(self.id, state, exit_code, timeout,
+                                                self._interface.dropped_by.get(self.id, 0))
         except Error as exc:
             log.warning("mpbackend: run %s could not be finished: %s", self.id, exc)
             self._ended("crashed")
             return
         self.summary._final = dict(reply["summary"])
         self._final_step = reply["step"]
+        lost = reply["lost_rows"] + reply["dropped_records"]
+        if lost:
+            log.warning("mpbackend: run %s lost %d record(s): the buffer was full "
+                        "(buffer_policy='drop') or the store could not be written",
+                        self.id, lost)
         self._ended(reply["state"])
 
     def _ended(self, state: str) -> None:

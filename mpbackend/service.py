@@ -2,7 +2,7 @@
 
     Manager --start()--> Service --multiprocessing.Process(target=mux.serve)--> service process
                                    rec_q (BatchQueue) : user side writes, service reads
-                                   rsp_q (BatchQueue) : service writes, Router reads
+                                   rsp_q (ReplyQueue) : service writes, Router reads
                          <--Ready(pid, version)-- rsp_q
 
 The start method is ``spawn`` by default (``fork`` and ``forkserver`` through
@@ -30,7 +30,7 @@ from multiprocessing.process import BaseProcess
 from . import messages as m
 from .errors import ServiceError
 from .mux import serve
-from .queues import BatchQueue
+from .queues import BatchQueue, ReplyQueue
 from .settings import Settings
 
 _start_lock = threading.Lock()
@@ -63,7 +63,7 @@ class Service:
         self.process: BaseProcess | None = None
         self.ready: m.Ready | None = None
         self.rec_q: BatchQueue | None = None
-        self.rsp_q: BatchQueue | None = None
+        self.rsp_q: ReplyQueue | None = None
         # The router thread and the main thread may both wait for the exit; one
         # waitpid() at a time, or the loser sees ECHILD and no exit code.
         self._reap_lock = threading.Lock()
@@ -72,7 +72,7 @@ class Service:
         """[1] Start the process; [2] return its Ready reply (ServiceError if none comes)."""
         ctx = multiprocessing.get_context(self.settings.start_method)
         self.rec_q = rec_q = BatchQueue(ctx)
-        self.rsp_q = rsp_q = BatchQueue(ctx)
+        self.rsp_q = rsp_q = ReplyQueue(ctx)
         process = ctx.Process(target=serve, name="mpbackend-service", daemon=True,
                               args=(rec_q, rsp_q, os.getpid(), self.settings))
         with _start_lock, _main_hidden():

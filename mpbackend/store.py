@@ -42,9 +42,13 @@ from array import array
 from collections.abc import Iterator
 from typing import Any
 
+from .errors import Error
+
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 1024
 MAX_PARTS = 32
+# Rows kept in memory while commits fail (a full disk); older ones are dropped, counted.
+MAX_UNWRITTEN_CHUNKS = 256
 DB_NAME = "run.db"
 STATES = ("running", "finished", "failed", "crashed", "interrupted")
 
@@ -96,7 +100,7 @@ _RUN_FIELDS = ("id", "project", "name", "state", "created_at", "updated_at", "ex
 _JSON_FIELDS = ("config", "summary", "tags", "extra")
 
 
-class StoreError(Exception):
+class StoreError(Error):
     """A run database cannot be read or written; the message names the file."""
 
 
@@ -235,6 +239,7 @@ class RunWriter:
         self._sealed: list[_Chunk] = []
         self._run_updates: dict[str, Any] = {}
         self.rows_pending = 0
+        self.lost_rows = 0  # dropped because the store could not be written
 
     def _check_schema(self) -> None:
         conn = self._conn
@@ -333,6 +338,7 @@ class RunWriter:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._bound_unwritten()
             raise StoreError(f"cannot write the run database {self.path}: {exc}") from exc
         self._next = next_number
         self._sealed.clear()
@@ -341,6 +347,14 @@ class RunWriter:
             opened.written = len(opened.steps)
         self._run_updates.clear()
         self.rows_pending = 0
+
+    def _bound_unwritten(self) -> None:
+        """While commits fail, keep at most MAX_UNWRITTEN_CHUNKS full chunks in memory."""
+        excess = len(self._sealed) - MAX_UNWRITTEN_CHUNKS
+        if excess > 0:
+            for chunk in self._sealed[:excess]:
+                self.lost_rows += len(chunk.steps) - chunk.written
+            del self._sealed[:excess]
 
     def close(self) -> None:
         """Commit what is left and close the database."""

@@ -162,16 +162,30 @@ class Manager:
 _managers: weakref.WeakSet[Manager] = weakref.WeakSet()
 
 
-def _set_exit(state: str, exit_code: int) -> None:
+def _set_exit(state: str, exit_code: int | None) -> None:
     """How this process is ending, for the runs atexit will finish."""
     for manager in list(_managers):
         manager.exit_state = state
         manager.exit_code = exit_code
 
 
+def _kernel_shutting_down() -> bool:
+    """True in a Jupyter kernel whose shutdown was requested (it then SIGTERMs itself)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return bool(getattr(shell, "exit_now", False))
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM (a scheduler's preemption): end like Ctrl-C, runs ``interrupted``."""
-    _set_exit("interrupted", 128 + signum)
+    """SIGTERM (a scheduler's preemption): end like Ctrl-C, runs ``interrupted``.
+
+    A Jupyter kernel that was asked to shut down also gets SIGTERM on its way
+    out; its runs end ``finished``, as they would at a normal exit.
+    """
+    if _kernel_shutting_down():
+        _set_exit("finished", None)
+    else:
+        _set_exit("interrupted", 128 + signum)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
     raise SystemExit(128 + signum)
 

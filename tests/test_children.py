@@ -50,9 +50,11 @@ def _run(code: str, tmp_path, timeout: float = 60, env: dict | None = None,
          name: str = "script.py") -> subprocess.CompletedProcess:
     """Run ``code`` as a script in a new session; its process group is killed afterwards.
 
-    Like conftest's ``run_script``, but children the script leaves behind (or
-    all of it, on a timeout) are SIGKILLed through the process group, since
-    they are not children of the pytest process once the script is gone.
+    Like conftest's ``run_script``, but what the script leaves behind (or all of
+    it, on a timeout) is SIGKILLed through the process group, since orphans are
+    not children of the pytest process. Processes of the group still running
+    after the script ended are recorded in ``.leftover`` (multiprocessing's
+    resource tracker and fork server end on their own and are not counted).
     """
     script = tmp_path / name
     script.write_text(textwrap.dedent(code))
@@ -63,6 +65,10 @@ def _run(code: str, tmp_path, timeout: float = 60, env: dict | None = None,
                             start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
+        deadline = time.monotonic() + 3
+        while _group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        leftover = [" ".join(p.cmdline()) for p in _group(proc.pid)]
     except subprocess.TimeoutExpired:
         _killpg(proc.pid)
         stdout, stderr = proc.communicate(timeout=10)
@@ -70,7 +76,24 @@ def _run(code: str, tmp_path, timeout: float = 60, env: dict | None = None,
                              f"stdout:\n{stdout}\nstderr:\n{stderr}") from None
     finally:
         _killpg(proc.pid)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    completed = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    completed.leftover = leftover
+    return completed
+
+
+def _group(pgid: int) -> list[psutil.Process]:
+    """Live processes of process group ``pgid``, but multiprocessing's shared helpers."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) != pgid or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cmdline = " ".join(proc.cmdline())
+        except (OSError, psutil.Error):
+            continue
+        if "resource_tracker" not in cmdline and "forkserver" not in cmdline:
+            found.append(proc)
+    return found
 
 
 def _killpg(pgid: int) -> None:
@@ -97,13 +120,6 @@ def _assert_steps(history: list[dict]) -> None:
     """Steps are exactly 0..k-1: none missing, none twice."""
     steps = [row["_step"] for row in history]
     assert steps == list(range(len(steps))), steps
-
-
-def _exited(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _reap(pids: list[int], timeout: float) -> tuple[dict[int, int], list[int]]:
@@ -251,16 +267,7 @@ def test_dataloader_workers_log_into_the_run(tmp_path, method):
     n_items = sum(1 for row in history if "item" in row)
     n_inits = sum(1 for row in history if "init" in row)
     assert len(history) == res["k"] + n_items + n_inits
-    assert _wait_exited_all([res["service_pid"]], 5)
-
-
-def _wait_exited_all(pids: list[int], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(_exited(pid) for pid in pids):
-            return True
-        time.sleep(0.02)
-    return all(_exited(pid) for pid in pids)
+    assert completed.leftover == [], "workers or the service outlived the script"
 
 
 # -- 2. the run handle in children -------------------------------------------------
@@ -320,6 +327,7 @@ PROCESS_ARGS = """
 def test_run_given_to_process_args(tmp_path, method):
     completed = _run(PROCESS_ARGS, tmp_path, timeout=60, env={"MP_METHOD": method})
     assert completed.returncode == 0, completed.stderr
+    assert completed.leftover == [], completed.leftover
     res = _result(completed)
     assert res["codes"] == [0, 0], completed.stderr
     assert res["state"] == "finished" and res["same_service"]
@@ -388,6 +396,7 @@ POOL_INITIALIZER = """
 def test_run_given_to_pool_initializer(tmp_path):
     completed = _run(POOL_INITIALIZER, tmp_path, timeout=60)
     assert completed.returncode == 0, completed.stderr
+    assert completed.leftover == [], completed.leftover
     res = _result(completed)
     assert res["state"] == "finished"
     info, history = _stored(res["dir"])
@@ -479,6 +488,7 @@ BARE_FORK = """
 def test_run_inherited_through_bare_fork(tmp_path):
     completed = _run(BARE_FORK, tmp_path, timeout=60)
     assert completed.returncode == 0, completed.stderr
+    assert completed.leftover == [], completed.leftover
     res = _result(completed)
     assert res["codes"] == {"os._exit": 0, "sys.exit": 0}, completed.stderr
     assert res["alive"] and res["same_service"]
@@ -580,6 +590,7 @@ TASK_ARGUMENT = """
 def test_run_as_task_argument_of_started_pool_is_refused(tmp_path):
     completed = _run(TASK_ARGUMENT, tmp_path, timeout=60)
     assert completed.returncode == 0, completed.stderr
+    assert completed.leftover == [], completed.leftover
     res = _result(completed)
 
     outcome = res["outcome"]
@@ -699,6 +710,7 @@ OWNER_FINISHES = """
 def test_only_the_owner_finishes(tmp_path):
     completed = _run(OWNER_FINISHES, tmp_path, timeout=60)
     assert completed.returncode == 0, completed.stderr
+    assert completed.leftover == [], completed.leftover
     res = _result(completed)
     tags = ("fork", "spawn", "forkserver", "os.fork")
     assert res["codes"] == {tag: 0 for tag in tags}, completed.stderr
@@ -790,6 +802,7 @@ NO_WAIT = """
 def test_parent_finish_does_not_wait_on_children(tmp_path):
     completed = _run(NO_WAIT, tmp_path, timeout=60)
     assert completed.returncode == 0, completed.stderr
+    assert completed.leftover == [], completed.leftover
     res = _result(completed)
     assert res["ready"] == {"sleeping": True, "killed": True}
     assert res["killed_code"] == -signal.SIGKILL
@@ -821,7 +834,7 @@ KILLED_WHILE_LOGGING = """
 
     def main():
         run = mpbackend.init(project="killed",
-                             settings={"request_timeout": 5, "exit_timeout": 5})
+                             settings={"request_timeout": 4, "exit_timeout": 2})
         for i in range(10):
             run.log({"p": i})
         ctx = multiprocessing.get_context("fork")

@@ -15,8 +15,10 @@ cells, the run's HTML view, and a kernel shut down without finish().
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
+import re
 import textwrap
 import time
 
@@ -253,7 +255,8 @@ def test_kernel_interrupt_during_logging_then_more_cells(tmp_path):
         INIT,
         LOOP,
         """
-        print("RESULT " + json.dumps({"n": n, "state": run.state}))
+        print("RESULT " + json.dumps({"n": n, "state": run.state,
+                                      "service": mpbackend.setup().manager.service.pid}))
         for j in range(100):
             run.log({"after": j})
         """,
@@ -272,6 +275,7 @@ def test_kernel_interrupt_during_logging_then_more_cells(tmp_path):
     assert out["loop_ended_at"] - out["interrupted_at"] < 10
     after = _cell_result(nb.cells[2])
     assert after["state"] == "running" and after["n"] > 0, after
+    assert after["service"] == started["service"]  # the SIGINT did not end the service
     assert _cell_result(nb.cells[3])["state"] == "finished"
     assert not [e for e in _errors(nb) if "KeyboardInterrupt" not in e], _errors(nb)
 
@@ -311,6 +315,7 @@ def test_cell_defined_classes_and_lambdas_go_by_value(tmp_path):
         run = mpbackend.init(project="nb", config={"optimizer": Optimizer(0.01),
                                                    "schedule": lambda step: 0.5 ** step})
         run.config.update({"meter": Meter(1.5), "opt2": Optimizer(0.2)})
+        print("RESULT " + json.dumps({"service": mpbackend.setup().manager.service.pid}))
         """,
         """
         run.log({"acc": Meter(0.75), "fn": lambda x: 2 * x, "nested": {"m": Meter(3)}})
@@ -328,7 +333,7 @@ def test_cell_defined_classes_and_lambdas_go_by_value(tmp_path):
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)
         time.sleep(0.3)  # a warning the service sent would reach the cell's stderr
-    _assert_gone([kernel])
+    _assert_gone([kernel, _cell_result(nb.cells[0])["service"]])
     assert not _errors(nb), _errors(nb)
     assert _cell_result(nb.cells[1]) == {"acc": 0.5}
     end = _cell_result(nb.cells[2])
@@ -361,12 +366,20 @@ def _html(cell) -> str:
     return data["text/html"]
 
 
+def _field(page: str, name: str) -> str:
+    """The value shown in the row headed ``name`` of the run's HTML table."""
+    found = re.findall(rf"<th[^>]*>{name}</th>\s*<td[^>]*>(.*?)</td>", page)
+    assert len(found) == 1, (name, page)
+    return found[0]
+
+
 def test_run_shows_itself_as_html(tmp_path):
     nb = _notebook(
         """
         import json, mpbackend
         run = mpbackend.init(project="nb", name="html-run")
-        print("RESULT " + json.dumps({"id": run.id, "dir": run.dir}))
+        print("RESULT " + json.dumps({"id": run.id, "dir": run.dir,
+                                      "service": mpbackend.setup().manager.service.pid}))
         run
         """,
         """
@@ -380,24 +393,25 @@ def test_run_shows_itself_as_html(tmp_path):
         kernel = _kernel_pid(client)
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)
-    _assert_gone([kernel])
-    assert not _errors(nb), _errors(nb)
     started = _cell_result(nb.cells[0])
+    _assert_gone([kernel, started["service"]])
+    assert not _errors(nb), _errors(nb)
 
     running = _html(nb.cells[0])
-    assert "html-run" in running and started["id"] in running
-    assert "running" in running
-    assert started["dir"] in running
+    assert _field(running, "name") == "html-run"
+    assert _field(running, "id") == started["id"]
+    assert _field(running, "state") == "running"
+    assert _field(running, "dir") == html.escape(started["dir"])
     assert "mpbackend-summary" not in running
 
     finished = _html(nb.cells[1])
-    assert "html-run" in finished and started["dir"] in finished
-    assert "finished" in finished and "running" not in finished
+    assert _field(finished, "name") == "html-run"
+    assert _field(finished, "state") == "finished"
+    assert _field(finished, "dir") == html.escape(started["dir"])
     assert "mpbackend-summary" in finished
     summary = finished[finished.index("mpbackend-summary"):]
-    for text in ("loss", "0.125", "acc", "0.9375"):
-        assert text in summary, (text, summary)
-    assert "_runtime" not in summary and "_step" not in summary
+    rows = dict(re.findall(r"<tr><td[^>]*>(.*?)</td><td[^>]*>(.*?)</td></tr>", summary))
+    assert rows == {"loss": "0.125", "acc": "0.9375"}, summary  # no _runtime, _step
 
 
 # -- 6. the kernel shut down without finish() -------------------------------------------
@@ -415,7 +429,10 @@ def test_kernel_shutdown_without_finish_finishes_the_run(tmp_path):
         kernel = _kernel_pid(client)
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)
+        time.sleep(0.5)  # the kernel is idle, as when a user shuts it down
         shutdown_at = time.monotonic()
+    # jupyter_client's normal shutdown: shutdown_request, SIGTERM after half of
+    # shutdown_wait_time if the kernel has not exited, SIGKILL at its end.
     shutdown_seconds = time.monotonic() - shutdown_at
     started = _cell_result(nb.cells[0])
     _assert_gone([kernel, started["service"]])
@@ -427,6 +444,9 @@ def test_kernel_shutdown_without_finish_finishes_the_run(tmp_path):
 
     assert _wait_for(ended, timeout=10)
     info, history = _stored(started["dir"])
-    assert info["state"] == "finished", (info["state"], shutdown_seconds)
+    assert info["state"] == "finished", \
+        f"the run ended {info['state']!r} (exit code {info['exit_code']}) after a normal " \
+        f"kernel shutdown that took {shutdown_seconds:.2f} s"
+    assert info["exit_code"] in (None, 0)
     _assert_steps(history)
     assert [row["i"] for row in history] == list(range(400))

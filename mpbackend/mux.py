@@ -60,6 +60,7 @@ def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Setting
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Past RLIMIT_FSIZE a write fails (and is reported) instead of killing the service.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    os.umask(0o022)  # the store's files are never world-writable
     rec_q.close_writer()
     rsp_q.close_reader()
     mux = StreamMux(rec_q, rsp_q, user_pid, settings)

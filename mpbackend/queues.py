@@ -26,6 +26,7 @@ forkserver); it cannot be sent to a process that is already running.
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing.connection
 import os
 import struct
@@ -38,6 +39,7 @@ import psutil
 MAGIC = b"\xfeMPBKQ\x01\xff"
 _HEADER = struct.Struct("<8sII")  # magic, body length, crc32 of the body
 MAX_FRAME = 1 << 30
+PIPE_SIZE = 1 << 20
 _READ = 1 << 20
 
 
@@ -53,11 +55,17 @@ class BatchQueue:
 
     def __init__(self, ctx: BaseContext) -> None:
         reader, writer = ctx.Pipe(duplex=False)
+        try:  # a larger pipe: fewer wake-ups, and more of the backlog safe in the kernel
+            fcntl.fcntl(writer.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except (OSError, AttributeError):
+            pass
         self._reader: multiprocessing.connection.Connection | None = reader
         self._writer: multiprocessing.connection.Connection | None = writer
         self._wlock = ctx.Lock()
         self._holder = ctx.RawValue("q", 0)  # pid of the writer holding the lock
         self._buf = bytearray()
+        self._pos = 0
+        self._clean = 0
 
     def __getstate__(self) -> tuple:
         context.assert_spawning(self)
@@ -69,6 +77,8 @@ class BatchQueue:
     def __setstate__(self, state: tuple) -> None:
         self._reader, self._writer, self._wlock, self._holder = state
         self._buf = bytearray()
+        self._pos = 0
+        self._clean = 0
 
     @property
     def reader(self) -> multiprocessing.connection.Connection:
@@ -99,15 +109,16 @@ class BatchQueue:
         Raises OSError (BrokenPipeError) when the reader is gone.
         """
         assert self._writer is not None
-        frame = _HEADER.pack(MAGIC, len(data), zlib.crc32(data)) + data
+        head = _HEADER.pack(MAGIC, len(data), zlib.crc32(data))
         if not self._acquire(timeout):
             return False
         self._holder.value = os.getpid()
         try:
             fd = self._writer.fileno()
-            view = memoryview(frame)
-            while view:
-                view = view[os.write(fd, view):]
+            for part in (head, data):
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view):]
         finally:
             self._holder.value = 0
             self._wlock.release()
@@ -116,34 +127,50 @@ class BatchQueue:
     # -- the reader --------------------------------------------------------------
 
     def get_bytes(self) -> bytes:
-        """Read the next intact frame's body, blocking; EOFError when writers are gone."""
+        """Read the next intact frame's body, blocking; EOFError when writers are gone.
+
+        ``self._pos`` is where the next frame may start in the buffer, and
+        ``self._clean`` how far past it the bytes are known to hold no marker, so
+        each byte is scanned once however the pipe splits a frame.
+        """
         assert self._reader is not None
         buf = self._buf
         fd = self._reader.fileno()
+        header = _HEADER.size
         while True:
-            start = buf.find(MAGIC)
+            pos = self._pos
+            start = buf.find(MAGIC, pos)
             if start < 0:
-                del buf[:max(0, len(buf) - len(MAGIC) + 1)]  # keep a partial marker
+                self._pos = max(pos, len(buf) - len(MAGIC) + 1)  # keep a partial marker
+                self._clean = 0
             else:
-                del buf[:start]
-                if len(buf) >= _HEADER.size:
-                    _, length, crc = _HEADER.unpack_from(buf)
-                    end = _HEADER.size + length
+                if start != pos:
+                    self._pos, self._clean = start, 0
+                if len(buf) - start >= header:
+                    _, length, crc = _HEADER.unpack_from(buf, start)
+                    end = start + header + length
                     if length > MAX_FRAME:
-                        del buf[:1]
+                        self._pos, self._clean = start + 1, 0
                         continue
                     # A marker inside the body means this frame was torn: resync there.
-                    torn = buf.find(MAGIC, 1, min(end, len(buf)))
-                    if torn > 0:
-                        del buf[:torn]
+                    seen = min(end, len(buf))
+                    torn = buf.find(MAGIC, max(start + 1, self._clean), seen)
+                    if torn >= 0:
+                        self._pos, self._clean = torn, 0
                         continue
+                    self._clean = max(start + 1, seen - len(MAGIC) + 1)
                     if len(buf) >= end:
-                        body = bytes(buf[_HEADER.size:end])
+                        with memoryview(buf) as view:
+                            body = bytes(view[start + header:end])
+                        self._pos, self._clean = end, 0
                         if zlib.crc32(body) == crc:
-                            del buf[:end]
                             return body
-                        del buf[:1]
+                        self._pos = start + 1
                         continue
+            if self._pos > _READ:  # drop what has been read, now and then
+                del buf[:self._pos]
+                self._clean = max(0, self._clean - self._pos)
+                self._pos = 0
             chunk = os.read(fd, _READ)
             if not chunk:
                 raise EOFError("every writer of the queue is gone")
@@ -151,7 +178,7 @@ class BatchQueue:
 
     def poll(self, timeout: float = 0.0) -> bool:
         """True if a read may find data (buffered or in the pipe)."""
-        return MAGIC in self._buf or self.reader.poll(timeout)
+        return self._buf.find(MAGIC, self._pos) >= 0 or self.reader.poll(timeout)
 
     def close_reader(self) -> None:
         if self._reader is not None:

@@ -89,20 +89,29 @@ def _in_notebook() -> bool:
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def _value(value: Any, limit: int) -> Any:
+def _value(value: Any, limit: int, depth: int = 0) -> Any:
     """A value as it is sent: numpy/torch scalars become numbers, arrays lists."""
     if type(value) in _PLAIN:
         return value
     if isinstance(value, io.IOBase):
         raise TypeError(f"an open file ({value!r}) cannot be logged; log its name or "
                         "contents instead")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError("bytes cannot be logged as a value; decode them to a str first")
     if isinstance(value, (list, tuple)):
         if len(value) > limit:
             raise ValueError(f"a list of {len(value)} items is over the limit of {limit} "
                              "(Settings.max_array_size)")
-        return [_value(v, limit) for v in value]
+        if depth >= 64:
+            raise ValueError("lists or dicts nested more than 64 deep (or containing "
+                             "themselves)")
+        return [_value(v, limit, depth + 1) for v in value]
     if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(k): _value(v, limit) for k, v in value.items()}
+        if depth >= 64:
+            raise ValueError("lists or dicts nested more than 64 deep (or containing "
+                             "themselves)")
+        return {k if isinstance(k, str) else str(k): _value(v, limit, depth + 1)
+                for k, v in value.items()}
     shape = getattr(value, "shape", None)
     if shape is not None and hasattr(value, "tolist"):
         if len(shape) == 0:
@@ -118,7 +127,13 @@ def _value(value: Any, limit: int) -> Any:
     return value
 
 
-def _flatten(prefix: str, value: Mapping, out: dict[str, Any], limit: int) -> None:
+def _flatten(prefix: str, value: Mapping, out: dict[str, Any], limit: int,
+             path: tuple[int, ...] = ()) -> None:
+    if id(value) in path:
+        raise ValueError(f"log(): the dict under {prefix[:-1]!r} contains itself")
+    if len(path) >= 64:
+        raise ValueError(f"log(): dicts nested more than 64 deep (at {prefix[:-1]!r})")
+    path = (*path, id(value))
     for key, item in value.items():
         if not isinstance(key, str):
             raise TypeError(f"log() keys must be str, not {type(key).__name__} "
@@ -127,7 +142,7 @@ def _flatten(prefix: str, value: Mapping, out: dict[str, Any], limit: int) -> No
         if not key:
             raise ValueError(f"log() keys must not be empty (in {prefix or 'the top level'!r})")
         if isinstance(item, Mapping):
-            _flatten(f"{prefix}{key}.", item, out, limit)
+            _flatten(f"{prefix}{key}.", item, out, limit, path)
             continue
         try:
             out[prefix + key] = _value(item, limit)

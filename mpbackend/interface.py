@@ -290,7 +290,7 @@ class Interface:
                 if len(data) > SMALL:
                     big += len(data)
             if batch:
-                self._write(_pickle_dumps((pid, worker, batch), 5))
+                self._write(_pickle_dumps((pid, worker, batch), 5), len(batch))
             with self._lock:
                 if big:
                     self._big -= big
@@ -298,16 +298,26 @@ class Interface:
                 self._in_flight = False
                 self._space.notify_all()
 
-    def _write(self, payload: bytes) -> None:
+    def _write(self, payload: bytes, records: int) -> None:
         while self._broken is None:
             try:
                 if self._rec_q.put_bytes(payload, timeout=1.0):
                     return
             except OSError as exc:
                 self.set_broken(f"the mpbackend service is gone ({exc})")
-                return
+                break
         with self._lock:
-            self.dropped += 1
+            self.dropped += records
+
+    def reattach(self, rec_q: BatchQueue, router: Router, service_pid: int | None) -> None:
+        """Send to a new service from now on (after the manager restarted it)."""
+        with self._lock:
+            self._rec_q = rec_q
+            self._router = router
+            self.service_pid = service_pid
+            self._broken = None
+            self._set_room()
+            self._space.notify_all()
 
     def set_broken(self, reason: str) -> None:
         """The service is gone: later records are dropped, waiters are released."""

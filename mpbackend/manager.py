@@ -57,6 +57,9 @@ class Manager:
         self.exit_state = "finished"
         self.exit_code: int | None = None
         self._stopped = False
+        self._restarts = 0
+        self._restarted = threading.Event()  # clear while a new service is being started
+        self._restarted.set()
         self.service = Service(settings)
         self.service.start()
         assert self.service.rec_q is not None and self.service.process is not None
@@ -72,9 +75,53 @@ class Manager:
         _hook_sigterm()
 
     def _on_broken(self, reason: str) -> None:
+        """The Router saw the service die: restart it for the open runs, or warn."""
         self.interface.set_broken(reason)
-        if not self._stopped:
+        if self._stopped or not self.owner:
+            return
+        if self.runs and self._restarts < self.settings.max_restarts:
+            self._restarts += 1
+            self._restarted.clear()
+            threading.Thread(target=self._restart, args=(reason, self.interface.dropped),
+                             name="mpbackend-restart", daemon=True).start()
+        else:
             log.warning("mpbackend: %s; what is logged from now on is not stored", reason)
+
+    def _restart(self, reason: str, dropped_before: int) -> None:
+        """Start a new service and resume every open run in it.
+
+        The runs are re-opened (``resume="allow"``) through a separate interface
+        before this process's interface is pointed at the new queue, so the
+        new service knows them before any record arrives. Records logged in
+        between were dropped and counted; rows the dead service had received but
+        not committed are lost with it.
+        """
+        try:
+            service = Service(self.settings)
+            service.start()
+            assert service.rec_q is not None and service.rsp_q is not None
+            router = Router(service.rsp_q, service, self._on_broken)
+            router.start()
+            bridge = Interface(service.rec_q, router, self.settings, service_pid=service.pid)
+            resumed = []
+            try:
+                for run in list(self.runs.values()):
+                    spec = {**run._spec, "resume": "allow", "config": run.config.as_dict()}
+                    bridge.communicate(m.InformInit(spec), self.settings.start_timeout)
+                    resumed.append(run.id)
+            finally:
+                bridge.close(timeout=1.0)
+            self.service, self.router = service, router
+            self.interface.reattach(service.rec_q, router, service.pid)
+            lost = self.interface.dropped - dropped_before
+            log.warning("mpbackend: %s; started a new service (pid %d) and resumed run(s) %s; "
+                        "%d record(s) logged in between were lost", reason, service.pid,
+                        ", ".join(resumed) or "-", lost)
+        except Exception as exc:
+            log.warning("mpbackend: %s, and a new service could not be started (%s); what is "
+                        "logged from now on is not stored", reason, exc)
+        finally:
+            self._restarted.set()
 
     @property
     def owner(self) -> bool:
@@ -86,6 +133,9 @@ class Manager:
         return not self._stopped and self.router.error is None and self.service.alive()
 
     def communicate(self, message: Any, timeout: float | None = None) -> Any:
+        """A request to the service; waits (within ``timeout``) for a restart under way."""
+        if not self._restarted.is_set():
+            self._restarted.wait(self.settings.start_timeout if timeout is None else timeout)
         return self.interface.communicate(message, timeout)
 
     def ensure_up(self) -> dict[str, Any]:

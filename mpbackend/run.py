@@ -434,6 +434,7 @@ class Run:
         self.group: str | None = spec.get("group")
         self.job_type: str | None = spec.get("job_type")
         self.resumed: bool = reply.get("resumed", False)
+        self._spec = spec
         self.state = "running"
         self._final_step = reply.get("step", 0)
         self.config = Config(self, reply.get("config") or {})
@@ -505,6 +506,8 @@ class Run:
         self._interface.put(_serialise(record, data, what), self.id)
 
     def _get_summary(self) -> dict[str, Any]:
+        if self._manager is not None and not self._in_child:
+            return self._manager.communicate(m.GetSummary(self.id))
         return self._interface.communicate(m.GetSummary(self.id))
 
     def log(self, data: Mapping[str, Any], step: int | None = None,
@@ -580,9 +583,9 @@ class Run:
         self._final_step = reply["step"]
         lost = reply["lost_rows"] + reply["dropped_records"]
         if lost:
-            log.warning("mpbackend: run %s lost %d record(s): the buffer was full "
-                        "(buffer_policy='drop') or the store could not be written",
-                        self.id, lost)
+            log.warning("mpbackend: run %s lost at least %d record(s): dropped while the "
+                        "buffer was full (buffer_policy='drop') or the service was down, or "
+                        "not writable to the store", self.id, lost)
         self._ended(reply["state"])
 
     def _ended(self, state: str) -> None:

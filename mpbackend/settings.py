@@ -48,6 +48,8 @@ class Settings:
             process is alive.
         max_array_size: the most elements an array or list logged as a value
             may have; it is stored as a list. Larger ones raise ValueError.
+        max_restarts: how many times the manager starts a new service when its
+            service dies while runs are open (the runs resume in it).
     """
 
     start_method: str = field(default_factory=lambda: _env("MPBACKEND_START_METHOD", "spawn"))
@@ -62,6 +64,7 @@ class Settings:
     commit_interval: float = 0.05
     watchdog_interval: float = 0.1
     max_array_size: int = 10_000
+    max_restarts: int = 3
 
     def __post_init__(self) -> None:
         if self.start_method not in START_METHODS:

@@ -144,8 +144,11 @@ def _assert_steps(history: list[dict]) -> None:
 
 @pytest.fixture
 def service(rundir):
-    """A run in this process and its live service; the service is SIGCONTed at the end."""
-    run = mpbackend.init(project="failures")
+    """A run in this process and its live service; the service is SIGCONTed at the end.
+
+    No restarts here: these tests are about what a dead service does to requests.
+    """
+    run = mpbackend.init(project="failures", settings={"max_restarts": 0})
     manager = mpbackend.setup().manager
     pid = manager.service.pid
     assert pid is not None and manager.alive
@@ -676,3 +679,39 @@ def test_teardown_after_the_service_died_does_not_raise(tmp_path, monkeypatch, c
     assert run.state == "crashed"
     info, history = _stored(run.dir)
     assert [row["x"] for row in history] == [1]
+
+
+def test_a_killed_service_is_restarted_and_the_run_resumes(rundir, caplog):
+    """SIGKILL the service mid-run: the manager starts a new one, the run resumes in
+    it (same id, next steps, config kept), training never sees an error, and the
+    records lost in between are counted and reported."""
+    run = mpbackend.init(project="restart", config={"lr": 0.1})
+    run.config.update({"lr": 0.2}, allow_val_change=True)
+    for i in range(200):
+        run.log({"i": i})
+    run.flush()
+    manager = mpbackend.setup().manager
+    old = manager.service.pid
+    with caplog.at_level(logging.WARNING, logger="mpbackend"):
+        os.kill(old, signal.SIGKILL)
+        logged = 200
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            run.log({"i": logged})  # never raises
+            logged += 1
+            time.sleep(0.0005)
+        run.flush(timeout=20)
+        new = manager.service.pid
+        run.finish()
+    assert new != old and _exited(old)
+    info, history = _stored(run.dir)
+    assert info["state"] == "finished" and info["config"] == {"lr": 0.2}
+    assert [row["_step"] for row in history] == list(range(len(history)))
+    values = [row["i"] for row in history]
+    assert values[:200] == list(range(200))
+    assert values == sorted(values) and values[-1] == logged - 1
+    restarted = [r.getMessage() for r in caplog.records if "started a new service" in
+                 r.getMessage()]
+    assert len(restarted) == 1
+    lost = int(restarted[0].split("; ")[-1].split()[0])
+    assert lost == logged - len(history)

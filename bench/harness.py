@@ -1,0 +1,339 @@
+"""Benchmark mpbackend against wandb (offline), trackio, tensorboardX, MLflow and a raw pipe.
+
+    python bench/harness.py [--steps 20000 200000] [--repeat 3] [--only mpbackend,wandb]
+                            [--skip-install] [--max-run-seconds 40] [--out BENCHMARKS.md]
+
+The peers are installed by this script into their own virtual environment,
+bench/.venv-peers (created once with ``python -m venv`` and pip, reused afterwards; a
+constraint forbids pip to bring in torch). mpbackend and the raw baseline run with the
+current interpreter. Every run is a fresh process (bench/peers/child.py) with the same
+workload: N steps, each a dict of 10 floats; the table gives medians over the repetitions.
+Runs are interleaved (repeat 1 of every library, then repeat 2, ...) so that drift of the
+machine spreads over all libraries. Results go to BENCHMARKS.md and bench/results/*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+CHILD = os.path.join(BENCH, "peers", "child.py")
+VENV = os.path.join(BENCH, ".venv-peers")
+LIBS = ["mpbackend", "wandb", "trackio", "tensorboardx", "mlflow", "raw", "raw-json"]
+PEERS = {"wandb": "wandb", "trackio": "trackio", "tensorboardx": "tensorboardX",
+         "mlflow": "mlflow"}  # harness name -> pip / import name
+HOW = {
+    "mpbackend": "`mpbackend.init(dir=tmp)`, `run.log(dict)`, `run.finish()`; service process "
+                 "started with spawn (the default)",
+    "wandb": "`wandb.init(settings=Settings(mode='offline', silent=True, console='off', "
+             "x_disable_stats=True, x_disable_meta=True, disable_git=True, ...))`, "
+             "`run.log(dict)`, `run.finish()`; the wandb-core process writes the .wandb file",
+    "trackio": "`trackio.init(project, embed=False, auto_log_cpu=False, auto_log_gpu=False)`, "
+               "`trackio.log(dict)`, `trackio.finish()`; local SQLite under TRACKIO_DIR=tmp, "
+               "no server or UI launched",
+    "tensorboardx": "`SummaryWriter(logdir=tmp)` with its defaults (max_queue=10, "
+                    "flush_secs=120), one `add_scalar(key, value, step)` per key per step "
+                    "(10 calls make one step), `close()`",
+    "mlflow": "file store (`set_tracking_uri('file://tmp/mlruns')`, needs "
+              "MLFLOW_ALLOW_FILE_STORE=true since MLflow 3.x), `start_run()`, "
+              "`log_metrics(dict, step=step)` (synchronous, the default), `end_run()`",
+    "raw": "the records as (step, dict) tuples, pickled in batches of 1,000 (protocol 5) "
+           "into an os.pipe; a child process unpickles each batch and appends it to a file "
+           "as one length-prefixed pickle frame (read back by unpickling every frame); "
+           "finish = close the pipe and wait for the child",
+    "raw-json": "as raw, but the child writes one JSON line per record (json encoding of "
+                "the floats dominates: the child, not the pipe, is then the limit)",
+}
+# Keeps the peers off the network and their telemetry off; HTTP(S) is pointed at a closed
+# loopback port so that anything that still tries fails at once instead of leaving the box.
+PEER_ENV = {
+    "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_CODE": "true",
+    "WANDB_DISABLE_GIT": "true", "WANDB_ERROR_REPORTING": "false", "WANDB_CONSOLE": "off",
+    "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ALLOW_FILE_STORE": "true", "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+    "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "", "no_proxy": "",
+}
+
+
+def venv_python(venv: str) -> str:
+    return os.path.join(venv, "bin", "python")
+
+
+def installed_peers(venv: str) -> dict[str, str]:
+    """name -> version of the peers importable in the venv."""
+    py = venv_python(venv)
+    if not os.path.exists(py):
+        return {}
+    code = ("import importlib.metadata as m, json\nout = {}\n"
+            f"for name, dist in {PEERS!r}.items():\n"
+            "    for d in (dist, dist.lower(), dist + '-skinny'):\n"
+            "        try:\n            out[name] = d + ' ' + m.version(d); break\n"
+            "        except m.PackageNotFoundError:\n            pass\n"
+            "print(json.dumps(out))")
+    out = subprocess.run([py, "-c", code], capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
+def install(venv: str, wanted: list[str]) -> None:
+    if not os.path.exists(venv_python(venv)):
+        print(f"creating {venv}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    have = installed_peers(venv)
+    missing = [n for n in wanted if n not in have]
+    if not missing:
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as c:
+        c.write("torch<0\n")  # unsatisfiable: a peer that needs torch fails instead
+    pip = [venv_python(venv), "-m", "pip", "install", "-q", "-c", c.name]
+    print(f"installing {', '.join(missing)} into {venv} (takes minutes the first time)",
+          flush=True)
+    if subprocess.run(pip + ["psutil"] + [PEERS[n] for n in missing]).returncode != 0:
+        for n in missing:  # one at a time, so one failure does not cost the others
+            if subprocess.run(pip + [PEERS[n]]).returncode != 0 and n == "mlflow":
+                subprocess.run(pip + ["mlflow-skinny"])
+    os.unlink(c.name)
+
+
+def run_once(lib: str, steps: int, py: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{lib}-") as tmp:
+        env = {**os.environ, **PEER_ENV, "WANDB_DIR": tmp, "MPBACKEND_DIR": tmp,
+               "TRACKIO_DIR": os.path.join(tmp, "trackio"), "HF_HOME": os.path.join(tmp, "hf"),
+               "MLFLOW_TRACKING_URI": "file://" + os.path.join(tmp, "mlruns")}
+        t0 = time.perf_counter()
+        try:
+            out = subprocess.run([py, CHILD, lib, str(steps), tmp], capture_output=True,
+                                 text=True, timeout=1200, cwd=tmp, env=env)
+        except subprocess.TimeoutExpired:
+            return {"lib": lib, "steps": steps, "error": "timed out after 1200 s"}
+        wall = time.perf_counter() - t0
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        err = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"lib": lib, "steps": steps, "error": f"exit {out.returncode}: {err}"}
+    result = json.loads(lines[-1])
+    result["process_wall_s"] = wall
+    return result
+
+
+def machine() -> dict:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 2**20:.0f} GiB"
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": model, "memory": mem,
+            "kernel": platform.release(), "python": sys.version.split()[0]}
+
+
+def med(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def fmt_table(results: dict, libs: list[str], steps_list: list[int], caps: dict) -> list[str]:
+    rows = ["| library | N | runs | setup+init ms | log p50 µs | log p99 µs | steps/s "
+            "| finish ms | main RSS MiB | bg RSS MiB | rows read back |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for steps in steps_list:
+        for lib in libs:
+            if (lib, steps) in caps:
+                rows.append(f"| {lib} | {steps:,} | 0 | capped: not run at this N "
+                            f"({caps[lib, steps]}) |||||||| |")
+                continue
+            runs = results.get((lib, steps), [])
+            ok = [r for r in runs if "error" not in r]
+            if not ok:
+                err = runs[0]["error"] if runs else "not run"
+                rows.append(f"| {lib} | {steps:,} | 0 | failed: {err[:150]} |||||||| |")
+                continue
+            counts = {r["rows"] for r in ok}
+            if counts == {steps} and not any("MISMATCH" in r["verify_note"] for r in ok):
+                verified = f"{steps:,} in {len(ok)}/{len(ok)} runs"
+            elif counts == {None}:
+                verified = "not verified: " + ok[0]["verify_note"]
+            else:
+                verified = f"**{sorted(counts, key=str)}** ({ok[0]['verify_note']})"
+            bg = med(ok, "rss_bg_mib")
+            rows.append(
+                f"| {lib} | {steps:,} | {len(ok)} | {med(ok, 'init_s') * 1e3:,.0f} "
+                f"| {med(ok, 'log_p50_us'):,.2f} | {med(ok, 'log_p99_us'):,.2f} "
+                f"| {med(ok, 'steps_per_s'):,.0f} | {med(ok, 'finish_s') * 1e3:,.0f} "
+                f"| {med(ok, 'rss_main_mib'):,.0f} | {f'{bg:,.0f}' if bg else '-'} "
+                f"| {verified} |")
+    return rows
+
+
+def fmt_ratios(results: dict, libs: list[str], steps_list: list[int]) -> list[str]:
+    rows = ["| N | peer | steps/s: mpbackend ÷ peer | log p50: peer ÷ mpbackend "
+            "| log p99: peer ÷ mpbackend |", "|---:|---|---:|---:|---:|"]
+    for steps in steps_list:
+        mine = [r for r in results.get(("mpbackend", steps), []) if "error" not in r]
+        if not mine:
+            continue
+        for lib in libs:
+            peer = [r for r in results.get((lib, steps), []) if "error" not in r]
+            if lib == "mpbackend" or not peer:
+                continue
+            rows.append(
+                f"| {steps:,} | {lib} "
+                f"| {med(mine, 'steps_per_s') / med(peer, 'steps_per_s'):.2f}× "
+                f"| {med(peer, 'log_p50_us') / med(mine, 'log_p50_us'):.2f}× "
+                f"| {med(peer, 'log_p99_us') / med(mine, 'log_p99_us'):.2f}× |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[20000, 200000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default=",".join(LIBS),
+                        help=f"comma-separated subset of {','.join(LIBS)}")
+    parser.add_argument("--skip-install", action="store_true",
+                        help="use the peers' venv as it is; peers missing there are skipped")
+    parser.add_argument("--venv", default=VENV)
+    parser.add_argument("--max-run-seconds", type=float, default=90.0,
+                        help="a library whose projected run at a larger N (from its median "
+                             "at the smallest N) exceeds this is capped: not run at that N")
+    parser.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    args = parser.parse_args()
+    libs = [n.strip().lower() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in libs if n not in LIBS]
+    if unknown:
+        parser.error(f"unknown libraries {unknown}; choose from {LIBS}")
+    libs = [n for n in LIBS if n in libs]
+    steps_list = sorted(set(args.steps))
+    command = "python bench/harness.py " + " ".join(sys.argv[1:])
+
+    peers = [n for n in libs if n in PEERS]
+    if peers and not args.skip_install:
+        install(args.venv, peers)
+    have = installed_peers(args.venv) if peers else {}
+    notes = []
+    for n in peers:
+        if n not in have:
+            notes.append(f"{n}: not installed in {args.venv}, skipped")
+            libs.remove(n)
+    if peers:
+        torch = subprocess.run([venv_python(args.venv), "-m", "pip", "show", "-q", "torch"],
+                               capture_output=True)
+        if torch.returncode == 0:
+            notes.append("WARNING: torch is installed in the peers' venv")
+    interp = {n: (venv_python(args.venv) if n in PEERS else sys.executable) for n in libs}
+
+    results: dict[tuple[str, int], list[dict]] = {}
+    caps: dict[tuple[str, int], str] = {}
+    started = time.time()
+    for steps in steps_list:
+        todo = []
+        for lib in libs:
+            base = [r for r in results.get((lib, steps_list[0]), []) if "error" not in r]
+            if steps != steps_list[0] and base:
+                projected = (med(base, "loop_s") + med(base, "finish_s")) * steps / base[0][
+                    "steps"]
+                if projected > args.max_run_seconds:
+                    caps[lib, steps] = (f"projected {projected:,.0f} s per run from N="
+                                        f"{steps_list[0]:,} > --max-run-seconds "
+                                        f"{args.max_run_seconds:.0f}")
+                    print(f"{lib} at N={steps:,}: capped, {caps[lib, steps]}", flush=True)
+                    continue
+            todo.append(lib)
+        for rep in range(args.repeat):
+            for lib in todo:
+                r = run_once(lib, steps, interp[lib])
+                results.setdefault((lib, steps), []).append(r)
+                msg = r.get("error") or (f"{r['steps_per_s']:,.0f} steps/s, log p50 "
+                                         f"{r['log_p50_us']:.1f} µs, rows {r['rows']}")
+                print(f"[{time.time() - started:6.0f} s] {lib} N={steps:,} "
+                      f"rep {rep + 1}/{args.repeat}: {msg}", flush=True)
+
+    versions = {}
+    for (lib, _), runs in results.items():
+        for r in runs:
+            if "version" in r:
+                versions[lib] = f"{r['version']} (python {r['python']})"
+    bg = {lib: sorted({p for (name, _), rs in results.items() if name == lib
+                       for r in rs for p in r.get("bg_procs", [])}) for lib in libs}
+    m = machine()
+    lines = [
+        "# Benchmarks: mpbackend against other experiment loggers",
+        "",
+        f"Generated by `{command}` (run from the repository root) on "
+        f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, in "
+        f"{time.time() - started:,.0f} s.",
+        "",
+        f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory']} memory, Linux {m['kernel']}, "
+        f"python {m['python']}.",
+        "",
+        "Workload: N steps, each logs a dict of 10 floats (built in the loop). Each row is the "
+        f"median of {args.repeat} fresh processes per library and N (runs interleaved).",
+        "",
+        "- **setup+init**: import of the library plus its init/start (service process start "
+        "included).",
+        "- **log p50/p99**: how long one step's logging call blocks the training loop, "
+        "`perf_counter_ns` around each call (timer overhead included).",
+        "- **steps/s**: N / (loop + finish/close); the data is then read back from the "
+        "library's store (*rows read back*) and must equal N.",
+        "- **main RSS**: peak RSS of the training process (max of /proc VmHWM and 50 ms "
+        "psutil samples); **bg RSS**: peak of the summed RSS of its child processes, sampled "
+        "every 50 ms from a thread in the training process ('-' = no child process).",
+        "",
+        *fmt_table(results, libs, steps_list, caps),
+        "",
+        "## mpbackend against each peer (medians; above 1 = mpbackend better)",
+        "",
+        *fmt_ratios(results, libs, steps_list),
+        "",
+        "## Versions and configuration",
+        "",
+    ]
+    for lib in libs:
+        ver = versions.get(lib, "?")
+        if lib in have:
+            ver = f"{have[lib].split()[0]} {ver}"
+        procs = ", ".join(bg[lib]) or "none"
+        lines.append(f"- **{lib}** {ver}: {HOW[lib]}. Background processes seen: {procs}.")
+    lines += [
+        "",
+        "Peers run from their own venv (`bench/.venv-peers`, made by this script; torch is "
+        "excluded by a pip constraint). Their environment: "
+        + ", ".join(f"`{k}={v}`" for k, v in PEER_ENV.items() if not k.islower()) + ".",
+    ]
+    verify_notes = sorted({f"{r['lib']}: {r['verify_note']}" for rs in results.values()
+                           for r in rs if "verify_note" in r})
+    lines += ["", "How rows were read back:", ""] + [f"- {n}" for n in verify_notes]
+    if notes or caps:
+        lines += ["", "## Not measured", ""] + [f"- {n}" for n in notes]
+        lines += [f"- {lib} at N={steps:,}: {why}" for (lib, steps), why in caps.items()]
+    text = "\n".join(lines) + "\n"
+    with open(args.out, "w") as f:
+        f.write(text)
+    os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
+    raw_path = os.path.join(BENCH, "results",
+                            f"harness-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    with open(raw_path, "w") as f:
+        json.dump({"command": command, "machine": m,
+                   "runs": [r for rs in results.values() for r in rs]}, f, indent=1)
+    print("\n" + text)
+    print(f"written to {args.out}; every run in {raw_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -290,7 +290,7 @@ class Interface:
                 if len(data) > SMALL:
                     big += len(data)
             if batch:
-                self._write(_pickle_dumps((pid, worker, batch), 5), len(batch))
+                self._write(_pickle_dumps((pid, worker, batch), 5), batch)
             with self._lock:
                 if big:
                     self._big -= big
@@ -298,7 +298,7 @@ class Interface:
                 self._in_flight = False
                 self._space.notify_all()
 
-    def _write(self, payload: bytes, records: int) -> None:
+    def _write(self, payload: bytes, batch: list[bytes]) -> None:
         while self._broken is None:
             try:
                 if self._rec_q.put_bytes(payload, timeout=1.0):
@@ -306,8 +306,17 @@ class Interface:
             except OSError as exc:
                 self.set_broken(f"the mpbackend service is gone ({exc})")
                 break
+        # Rare: the batch is lost. Count it per run, as the hot path would have.
+        streams = []
+        for data in batch:
+            try:
+                record = pickle.loads(data)
+            except Exception:
+                record = None
+            streams.append(record[1] if record and record[0] != m.REQUEST else None)
         with self._lock:
-            self.dropped += records
+            for stream in streams:
+                self._drop(stream)
 
     def reattach(self, rec_q: BatchQueue, router: Router, service_pid: int | None) -> None:
         """Send to a new service from now on (after the manager restarted it)."""

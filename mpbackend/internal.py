@@ -63,8 +63,8 @@ def plain(value: Any, depth: int = 0) -> Any:
         return float(value)
     if isinstance(value, str):
         return str.__str__(value)
-    if depth >= 64:
-        raise ValueError("value nested more than 64 levels deep")
+    if depth >= 128:  # above log()'s own limit of 64, which counts from the value
+        raise ValueError("value nested more than 128 levels deep")
     if isinstance(value, Mapping):
         return {plain(k) if isinstance(k, str) else str(k): plain(v, depth + 1)
                 for k, v in value.items()}

@@ -419,7 +419,7 @@ SIGNAL_LOOP = """
                 run.flush()
                 print(f"FLUSHED {logged}", flush=True)
     finally:  # the signal may have cut a line short: start a new one
-        print(f"\nLOGGED {logged}", flush=True)
+        print(f"\\nLOGGED {logged}", flush=True)
 """
 
 

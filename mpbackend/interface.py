@@ -134,6 +134,7 @@ class Interface:
         self._broken: str | None = None
         self.dropped = 0  # records dropped in all: full buffer (drop policy), dead service
         self.dropped_by: dict[str, int] = {}  # the same, per run, where the run is known
+        self.dropped_at_break = 0  # ``dropped`` when the service was last found gone
 
     @property
     def queue(self) -> BatchQueue:
@@ -333,6 +334,7 @@ class Interface:
         with self._lock:
             if self._broken is None:
                 self._broken = reason
+                self.dropped_at_break = self.dropped
             self._set_room()
             self._space.notify_all()
         self._now.set()

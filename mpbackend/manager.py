@@ -82,7 +82,7 @@ class Manager:
         if self.runs and self._restarts < self.settings.max_restarts:
             self._restarts += 1
             self._restarted.clear()
-            threading.Thread(target=self._restart, args=(reason, self.interface.dropped),
+            threading.Thread(target=self._restart, args=(reason, self.interface.dropped_at_break),
                              name="mpbackend-restart", daemon=True).start()
         else:
             log.warning("mpbackend: %s; what is logged from now on is not stored", reason)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -58,3 +59,20 @@ def run_script(code: str, tmp_path, timeout: float = 60, env: dict | None = None
     full_env.update(env or {})
     return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def stored(run_dir) -> tuple[dict, list[dict]]:
+    """(info, history rows) of the run stored in ``run_dir``, read in this process."""
+    with mpbackend.RunReader(str(run_dir)) as reader:
+        return reader.info(), reader.history()

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, wait_for
 
 import mpbackend
 
@@ -36,17 +36,6 @@ LONG_ROWS = 2500  # more than two stored chunks (1,024 rows each)
 
 
 # -- helpers ---------------------------------------------------------------------
-
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def ids(runs) -> list[str]:

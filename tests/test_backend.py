@@ -28,7 +28,8 @@ import time
 import numpy as np
 import psutil
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, wait_for
+from conftest import stored as read_run
 
 import mpbackend
 from mpbackend import messages as m
@@ -45,21 +46,6 @@ PROCESS_CLASS = {"spawn": "SpawnProcess", "fork": "ForkProcess",
 # -- helpers ---------------------------------------------------------------
 
 
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-def read_run(run_dir) -> tuple[dict, list[dict]]:
-    """(info, history) of the run stored in ``run_dir``, read in this process."""
-    with mpbackend.RunReader(str(run_dir)) as reader:
-        return reader.info(), reader.history()
 
 
 def make_spec(base, project: str, run_id: str, **extra) -> dict:

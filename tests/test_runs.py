@@ -24,7 +24,7 @@ import time
 import numpy as np
 import psutil
 import pytest
-from conftest import ROOT
+from conftest import ROOT, stored, wait_for
 
 import mpbackend
 import mpbackend as wandb
@@ -36,21 +36,6 @@ pytestmark = pytest.mark.timeout(60)
 # -- helpers ---------------------------------------------------------------------
 
 
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-def stored(run_dir) -> tuple[dict, list[dict]]:
-    """(info, history rows) of the run stored in ``run_dir``."""
-    with mpbackend.RunReader(str(run_dir)) as reader:
-        return reader.info(), reader.history()
 
 
 def user_rows(rows: list[dict]) -> list[tuple[int, dict]]:

@@ -6,7 +6,11 @@
 
 ``publish`` is fire-and-forget: the record is serialised in the caller's thread
 (so a value that cannot be sent raises TypeError right there), appended to an
-in-memory buffer and the call returns. ``communicate`` sends a request with a
+in-memory buffer and the call returns. A history row of builtin numbers under
+builtin ``str`` keys, which cannot fail to serialise, skips that step
+(``put_row``): it is buffered as a copied dict and the sender pickles it with its
+batch, so ``log()`` costs a type check and a dict copy, and the service
+unpickles one batch instead of one record at a time. ``communicate`` sends a request with a
 uuid through the same buffer, so it is ordered after everything published
 before it, and waits, always with a timeout, for the Future the Router resolves.
 
@@ -53,8 +57,12 @@ log = logging.getLogger("mpbackend")
 
 _pickle_dumps = pickle.dumps
 # Records up to SMALL bytes are counted as SMALL bytes against the buffer bound,
-# so the hot path needs no lock; larger ones are counted exactly.
+# so the hot path needs no lock; larger ones are counted exactly. A row kept as a
+# dict (``put_row``) counts ROW_KEY_BYTES per key, about what a key and a float
+# take pickled.
 SMALL = 512
+ROW_KEY_BYTES = 32
+SMALL_ROW = SMALL // ROW_KEY_BYTES
 _interfaces: weakref.WeakSet[Interface] = weakref.WeakSet()
 
 
@@ -90,6 +98,13 @@ def _dumps_by_value(obj: Any, first_error: Exception | None) -> bytes:
                         f"{cause}") from exc
 
 
+def _size(item: bytes | tuple) -> int:
+    """What a buffered record counts against the buffer bound."""
+    if type(item) is tuple:
+        return ROW_KEY_BYTES * len(item[2])
+    return len(item)
+
+
 def _worker_id() -> int | None:
     """The PyTorch DataLoader worker id of this process, if it is one."""
     data = sys.modules.get("torch.utils.data")
@@ -121,7 +136,7 @@ class Interface:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
-        self._q: collections.deque[bytes] = collections.deque()
+        self._q: collections.deque[bytes | tuple] = collections.deque()
         self._big = 0  # bytes of buffered records larger than SMALL
         # How many small records the lock-free path may hold: 0 until the sender
         # runs and once the service is gone, so put() takes the locked path.
@@ -180,7 +195,7 @@ class Interface:
             router.forget(uuid)
 
     def put(self, data: bytes, stream: str | None = None) -> None:
-        """Buffer one serialised record (the hot path of ``log()``).
+        """Buffer one serialised record.
 
         A record of at most SMALL bytes is appended to a deque without a lock
         and counted as SMALL bytes against the bound; anything else takes the
@@ -197,6 +212,26 @@ class Interface:
         elif n >= self._batch:
             self._now.set()
 
+    def put_row(self, record: tuple) -> None:
+        """Buffer a history record that is not serialised yet (the hot path of ``log()``).
+
+        ``record`` is ``(HISTORY, stream, row, step, commit, time)`` whose row the
+        caller checked to hold only builtin ``str`` keys and numbers, and copied:
+        nothing in it can fail to pickle or change after the call, so the sender
+        thread pickles it later, together with the rest of its batch. A row of at
+        most ``SMALL // ROW_KEY_BYTES`` keys goes lock-free, counted as SMALL bytes.
+        """
+        q = self._q
+        if len(record[2]) > SMALL_ROW or len(q) >= self._room:
+            self._put_slow(record, False, record[1])
+            return
+        q.append(record)
+        n = len(q)
+        if n == 1:
+            self._ready.set()
+        elif n >= self._batch:
+            self._now.set()
+
     def _full(self, size: int) -> bool:
         q = self._q
         return bool(q) and len(q) * SMALL + self._big + max(size, SMALL) > self._limit
@@ -207,8 +242,8 @@ class Interface:
         if stream is not None:
             self.dropped_by[stream] = self.dropped_by.get(stream, 0) + 1
 
-    def _put_slow(self, data: bytes, urgent: bool, stream: str | None = None) -> None:
-        size = len(data)
+    def _put_slow(self, data: bytes | tuple, urgent: bool, stream: str | None = None) -> None:
+        size = _size(data)
         with self._lock:
             if self._broken is not None:
                 if urgent:
@@ -288,8 +323,9 @@ class Interface:
             for _ in range(len(q)):
                 data = q.popleft()
                 batch.append(data)
-                if len(data) > SMALL:
-                    big += len(data)
+                size = _size(data)
+                if size > SMALL:
+                    big += size
             if batch:
                 self._write(_pickle_dumps((pid, worker, batch), 5), batch)
             with self._lock:
@@ -299,7 +335,7 @@ class Interface:
                 self._in_flight = False
                 self._space.notify_all()
 
-    def _write(self, payload: bytes, batch: list[bytes]) -> None:
+    def _write(self, payload: bytes, batch: list[bytes | tuple]) -> None:
         while self._broken is None:
             try:
                 if self._rec_q.put_bytes(payload, timeout=1.0):
@@ -311,7 +347,7 @@ class Interface:
         streams = []
         for data in batch:
             try:
-                record = pickle.loads(data)
+                record = data if type(data) is tuple else pickle.loads(data)
             except Exception:
                 record = None
             streams.append(record[1] if record and record[0] != m.REQUEST else None)

@@ -253,6 +253,10 @@ class Internal:
     def history(self, pid: int, worker: Any, data: dict[str, Any], step: int | None,
                 commit: bool | None, ts: float) -> str | None:
         """Apply one ``log()`` call; returns a warning for the user, or None."""
+        if step is None and commit is None and not self._pending:
+            if data:  # the common case: a row of its own, at the next step
+                self._commit_row(pid, worker, data, ts)
+            return None
         pending = self._pending.get(pid)
         if step is not None:
             if step < self.step:

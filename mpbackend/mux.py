@@ -4,8 +4,9 @@ r"""The service process: its entry point ``serve`` and StreamMux, its main loop.
                                                            |  \--> Internal[run N] --> run.db
     rsp_q <-- Ready, Response(uuid), Notice -----------------+
     watchdog thread: is the user process alive? (psutil)
+    system thread: samples machine and process figures (mpbackend.system), written at commits
 
-Three threads, one job each:
+Four threads, one job each:
 
 * the **reader** moves batches from the rec_q pipe into ``inbox``, a bounded
   in-memory queue, so a slow store pushes back on the pipe and then on the
@@ -16,6 +17,9 @@ Three threads, one job each:
 * the **watchdog** polls the user process with psutil. When it is gone (even
   SIGKILLed), the main thread stores whatever reached the queue (bounded by
   ``DRAIN_SECONDS``), marks every open run ``crashed`` and the process exits.
+* the **system** thread (``mpbackend.system``; off when ``system_interval`` is 0)
+  samples the machine and the training process tree; the main thread writes the
+  samples to the open runs at its commits, and takes one more as a run ends.
 
 The service ignores SIGINT: Ctrl-C reaches the whole process group, and the
 user process decides how its runs end, then stops the service ([b]..[e]). A
@@ -41,6 +45,7 @@ from .internal import Internal, plain
 from .queues import BatchQueue, ReplyQueue
 from .settings import Settings
 from .store import StoreError
+from .system import SystemMonitor
 from .version import __version__
 
 log = logging.getLogger("mpbackend.service")
@@ -114,6 +119,8 @@ class StreamMux:
         self.stopping = False
         self.term_at: float | None = None
         self._noticed: dict[str, int] = {}
+        # System metrics (mpbackend.system): None when Settings.system_interval is off.
+        self.system = SystemMonitor.create(user_pid, settings, self._notice)
         self._last_commit = time.monotonic()
         self._handlers = {
             m.HISTORY: self._history,
@@ -146,6 +153,8 @@ class StreamMux:
                          args=(self.user_pid, self.settings.watchdog_interval,
                                self.user_died, self.stop)).start()
         self._send(m.Ready(os.getpid(), __version__))
+        if self.system is not None:
+            self.system.start()
         interval = self.settings.commit_interval
         try:
             while not self.stop.is_set():
@@ -169,6 +178,8 @@ class StreamMux:
                     self._commit_all()
         finally:
             self.stop.set()
+            if self.system is not None:
+                self.system.stop()
 
     def _drain(self) -> None:
         """The user is gone: store what is still in the pipe, for at most DRAIN_SECONDS."""
@@ -190,6 +201,8 @@ class StreamMux:
 
     def _commit_all(self) -> None:
         self._last_commit = time.monotonic()
+        if self.system is not None:
+            self.system.write()
         for internal in self.streams.values():
             try:
                 internal.commit()
@@ -205,14 +218,24 @@ class StreamMux:
             self._notice("batch", f"a batch of records could not be read and was lost: {exc!r}")
             return
         handlers = self._handlers
-        for data in records:
-            try:
-                record = pickle.loads(data)
-            except Exception as exc:
-                self._notice("record", f"a record could not be read in the service and was "
-                             f"lost (is the module of its values importable?): {exc!r}")
-                continue
-            handlers[record[0]](pid, worker, record)
+        streams = self.streams
+        for record in records:
+            if type(record) is not tuple:  # pickled at the call: not a plain row
+                try:
+                    record = pickle.loads(record)
+                except Exception as exc:
+                    self._notice("record", f"a record could not be read in the service and "
+                                 f"was lost (is the module of its values importable?): {exc!r}")
+                    continue
+            if record[0] == m.HISTORY:
+                internal = streams.get(record[1]) or self._stream(record[1])
+                if internal is not None:
+                    warning = internal.history(pid, worker, record[2], record[3], record[4],
+                                               record[5])
+                    if warning:
+                        self._notice("step:" + internal.id, warning, limit=5)
+            else:
+                handlers[record[0]](pid, worker, record)
 
     def _stream(self, stream: str) -> Internal | None:
         internal = self.streams.get(stream)
@@ -277,6 +300,8 @@ class StreamMux:
             raise ValueError(f"run {spec['id']!r} is already open in this service")
         internal = Internal(spec)
         self.streams[internal.id] = internal
+        if self.system is not None:
+            self.system.opened(internal)
         return {"id": internal.id, "dir": internal.run_dir, "step": internal.step,
                 "resumed": internal.resumed, "config": internal.config,
                 "summary": internal.summary()}
@@ -297,6 +322,8 @@ class StreamMux:
     def _finish_stream(self, stream: str, state: str, exit_code: int | None,
                        dropped: int = 0) -> dict[str, Any]:
         internal = self.streams.pop(stream)
+        if self.system is not None:
+            self.system.closing(internal)
         return internal.finish(state, exit_code, dropped)
 
     def _inform_finish(self, msg: m.InformFinish) -> dict[str, Any]:

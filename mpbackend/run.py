@@ -43,6 +43,7 @@ from .setup import setup
 
 log = logging.getLogger("mpbackend")
 _PLAIN = frozenset({float, int, str, bool, type(None)})
+_NUMBERS = frozenset({float, int, bool, type(None)})
 _STR = frozenset({str})
 _pickle_dumps = pickle.dumps
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -521,10 +522,18 @@ class Run:
             raise UsageError(f"run {self.id} is {self.state}; log() needs a running run")
         if step is not None and (type(step) is not int or step < 0):
             step = _check_step(step)
+        if (type(data) is dict and _NUMBERS.issuperset(map(type, data.values()))
+                and _STR.issuperset(map(type, data)) and "" not in data):
+            # Builtin str keys and numbers only: nothing the pickler can fail on,
+            # nothing that can change after a shallow copy. The sender thread
+            # pickles the row with the rest of its batch.
+            self._interface.put_row((m.HISTORY, self.id, data.copy(), step, commit,
+                                     time.time()))
+            return
         if (type(data) is dict and _PLAIN.issuperset(map(type, data.values()))
                 and _STR.issuperset(map(type, data)) and "" not in data):
-            # Only builtin str keys and scalars: the C pickler cannot fail on them
-            # or refer to __main__.
+            # Strings too: the C pickler cannot fail on them or refer to __main__;
+            # pickled here so that a long text counts its size against the buffer.
             record = _pickle_dumps((m.HISTORY, self.id, data, step, commit, time.time()), 5)
         else:
             data = _normalize(data, self._max_array)

@@ -26,20 +26,28 @@ one-row chunks. A chunk keeps its keys in the order they were first logged.
 Readers take one read transaction for a whole read, so a commit that merges
 parts while they read cannot show them a half-written view.
 
+System metrics (``mpbackend.system``) go in a table of their own, ``system``:
+one row per sample, its time, the run's runtime then, and its figures as a JSON
+object. The service writes them in transactions of their own
+(``RunWriter.write_system``). The table was added without a new
+``SCHEMA_VERSION``: tables are only ever added, never changed, so a database
+written before it (which has none) reads as a run without samples, and an older
+reader ignores it.
+
 Nothing pickled is ever written: every value is a number, a JSON text or a
 plain SQLite value.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import sqlite3
 import sys
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 from .errors import Error
@@ -92,6 +100,11 @@ CREATE TABLE IF NOT EXISTS history_column (
     data BLOB NOT NULL,
     PRIMARY KEY (chunk, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS system (
+    ts REAL NOT NULL,
+    runtime REAL NOT NULL,
+    data TEXT NOT NULL
+);
 """
 
 _RUN_FIELDS = ("id", "project", "name", "state", "created_at", "updated_at", "exit_code",
@@ -120,8 +133,10 @@ def _swap(arr: array) -> array:
     return arr
 
 
-def _encode(positions: list[int], values: list[Any], nrows: int) -> tuple[str, bytes | None, bytes]:
-    idx = None if len(positions) == nrows else _swap(array("i", positions)).tobytes()
+def _encode(positions: list[int] | None, values: Sequence[Any], nrows: int
+            ) -> tuple[str, bytes | None, bytes]:
+    idx = (None if positions is None or len(positions) == nrows
+           else _swap(array("i", positions)).tobytes())
     kinds = set(map(type, values))
     if kinds == {float}:
         return "f8", idx, _swap(array("d", values)).tobytes()
@@ -130,7 +145,7 @@ def _encode(positions: list[int], values: list[Any], nrows: int) -> tuple[str, b
             return "i8", idx, _swap(array("q", values)).tobytes()
         except OverflowError:
             pass
-    return "json", idx, to_json(values).encode()
+    return "json", idx, to_json(list(values)).encode()
 
 
 def decode(kind: str, idx: bytes | None, data: bytes) -> tuple[list[int] | None, list[Any]]:
@@ -166,30 +181,51 @@ def _connect(path: str, readonly: bool) -> sqlite3.Connection:
 
 
 class _Chunk:
-    """The rows of one history chunk, by column, and which of them are written."""
+    """The rows of one history chunk, as logged, and how many of them are written.
 
-    __slots__ = ("steps", "columns", "parts", "written")
+    Rows stay dicts until they are written: appending a row is then one list
+    append, and the rows become columns once per write, mostly in C.
+    """
+
+    __slots__ = ("steps", "rows", "parts", "written")
 
     def __init__(self) -> None:
         self.steps: list[int] = []
-        self.columns: dict[str, tuple[list[int], list[Any]]] = {}
+        self.rows: list[dict[str, Any]] = []
         self.parts: list[int] = []  # chunk numbers its rows were written under so far
         self.written = 0  # rows already in the store
 
-    def tail(self, start: int) -> tuple[list[int], dict[str, tuple[list[int], list[Any]]]]:
-        """The rows from ``start`` on, positions counted from ``start``."""
-        columns = {}
-        for key, (positions, values) in self.columns.items():
-            i = bisect.bisect_left(positions, start)
-            if i < len(positions):
-                columns[key] = ([p - start for p in positions[i:]], values[i:])
-        return self.steps[start:], columns
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, tuple[list[int] | None, Sequence[Any]]]:
+    """``rows`` by column: key -> (positions of the rows that have it or None, values).
+
+    Keys come in the order they were first logged. When every row has the same
+    keys (the usual case), the columns are taken with itemgetter and zip.
+    """
+    keys = list(rows[0])
+    if len(keys) > 1:
+        try:
+            values = list(map(itemgetter(*keys), rows))
+        except KeyError:
+            values = None
+        if values is not None and sum(map(len, rows)) == len(keys) * len(rows):
+            return {key: (None, column) for key, column in zip(keys, zip(*values))}
+    columns: dict[str, tuple[list[int] | None, Sequence[Any]]] = {}
+    for pos, row in enumerate(rows):
+        for key, value in row.items():
+            col = columns.get(key)
+            if col is None:
+                columns[key] = col = ([], [])
+            col[0].append(pos)
+            col[1].append(value)
+    return columns
 
 
-def _rows_of(number: int, steps: list[int], columns: dict[str, tuple[list[int], list[Any]]]
+def _rows_of(number: int, steps: list[int], rows: list[dict[str, Any]]
              ) -> tuple[tuple, list[tuple]]:
     """The history_chunk row and history_column rows of one chunk."""
     n = len(steps)
+    columns = _columns(rows)
     head = (number, steps[0], steps[-1], n, _swap(array("q", steps)).tobytes(),
             to_json(list(columns)))
     return head, [(number, key, *_encode(positions, values, n))
@@ -251,19 +287,15 @@ class RunWriter:
                              f"this mpbackend writes version {SCHEMA_VERSION}")
 
     def append(self, step: int, row: dict[str, Any]) -> None:
-        """Add one committed history row (``_step`` is ``step``; not in ``row``)."""
+        """Add one committed history row (``_step`` is ``step``; not in ``row``).
+
+        The store keeps ``row`` (the caller must not change it afterwards).
+        """
         chunk = self._open
-        pos = len(chunk.steps)
         chunk.steps.append(step)
-        columns = chunk.columns
-        for key, value in row.items():
-            col = columns.get(key)
-            if col is None:
-                columns[key] = col = ([], [])
-            col[0].append(pos)
-            col[1].append(value)
+        chunk.rows.append(row)
         self.rows_pending += 1
-        if pos + 1 >= CHUNK_ROWS:
+        if len(chunk.rows) >= CHUNK_ROWS:
             self._sealed.append(chunk)
             self._open = _Chunk()
 
@@ -300,7 +332,7 @@ class RunWriter:
                 dropped.extend(chunk.parts[1:])
             else:
                 number, next_number = next_number, next_number + 1
-            head, cols = _rows_of(number, chunk.steps, chunk.columns)
+            head, cols = _rows_of(number, chunk.steps, chunk.rows)
             heads.append(head)
             columns.extend(cols)
             return number
@@ -314,7 +346,8 @@ class RunWriter:
                 open_parts = [whole(opened)]
             else:
                 number, next_number = next_number, next_number + 1
-                head, cols = _rows_of(number, *opened.tail(opened.written))
+                start = opened.written
+                head, cols = _rows_of(number, opened.steps[start:], opened.rows[start:])
                 heads.append(head)
                 columns.extend(cols)
                 open_parts = [*opened.parts, number]
@@ -355,6 +388,26 @@ class RunWriter:
             for chunk in self._sealed[:excess]:
                 self.lost_rows += len(chunk.steps) - chunk.written
             del self._sealed[:excess]
+
+    def write_system(self, rows: list[tuple[float, float, dict[str, float]]]) -> None:
+        """Append system-metric samples ``(timestamp, runtime, figures)`` in one transaction.
+
+        Separate from ``commit()``: samples come every few seconds and history
+        rows do not wait for them. StoreError if they cannot be written (the
+        caller keeps them to try again).
+        """
+        if not rows:
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO system (ts, runtime, data) VALUES (?,?,?)",
+                             [(ts, runtime, to_json(data)) for ts, runtime, data in rows])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"cannot write the run database {self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Commit what is left and close the database."""
@@ -487,6 +540,25 @@ class RunReader:
                 max_step: int | None = None) -> list[dict[str, Any]]:
         """Every history row as a dict with ``_step`` and the keys it was logged with."""
         return list(self.rows(min_step, max_step))
+
+    def system(self) -> list[dict[str, Any]]:
+        """The run's system-metric samples in time order, each a dict with ``_timestamp``,
+        ``_runtime`` and the figures (``system/cpu_percent``, ...; see ``mpbackend.system``).
+
+        A database written before system metrics existed has none: ``[]``.
+        """
+        if not self._query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='system'"):
+            return []
+        out = []
+        for ts, runtime, data in self._query("SELECT ts, runtime, data FROM system "
+                                             "ORDER BY rowid"):
+            try:
+                figures = json.loads(data)
+            except ValueError as exc:
+                raise StoreError(f"{self.path}: a damaged system-metrics row: {exc}") from exc
+            if isinstance(figures, dict):
+                out.append({"_timestamp": ts, "_runtime": runtime, **figures})
+        return out
 
     def row_count(self) -> int:
         return self._query("SELECT COALESCE(SUM(nrows), 0) FROM history_chunk")[0][0]

@@ -1,0 +1,292 @@
+r"""The summary shown when a run ends: in a terminal as text, in Jupyter as HTML.
+
+    Run.finish() / exit --> Run._end --> the service's reply (state, step)
+        --> end_summary.show(run, quiet)
+              how()  : quiet? MPBACKEND_SILENT? a Jupyter kernel? stdout a terminal?
+                       (decided first, with no store read: nothing to show, no cost)
+              read() : RunReader(run.dir): the run's row, and each summary metric's
+                       history, downsampled to SPARK_POINTS points
+              text() --> sys.stdout            html() --> IPython.display
+
+What it shows: the run's name and id, its state, its directory, steps and
+runtime; the value of each summary metric (not the ``_`` keys, not the ones
+``define_metric(hidden=True)`` hides) with a sparkline of its history; and the
+command that shows more (``mpbackend show <id> --dir <dir>``). In a terminal the
+sparkline is unicode blocks (``▁▂▃▄▅▆▇█``); in Jupyter an inline SVG line.
+
+A history is cut into ``SPARK_POINTS`` equal spans of steps and each span drawn
+at the mean of its finite values (read at most ``PER_POINT`` values per span, so
+a run of millions of rows stays quick); NaN and infinities are skipped, a span
+with no finite value is a gap, and a metric that is never a number has no line.
+
+Nothing is shown with ``finish(quiet=True)``, ``Settings(quiet=True)`` or the
+environment ``MPBACKEND_SILENT=1``; ``finish(quiet=False)`` overrides the setting
+(but not the environment). Showing never raises: a failure is logged at DEBUG.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import os
+import shlex
+import sys
+from array import array
+from typing import Any
+
+from .internal import Metrics
+from .store import RunReader, decode
+
+log = logging.getLogger("mpbackend")
+
+SPARK_POINTS = 32
+PER_POINT = 64
+MAX_METRICS = 30
+BLOCKS = "▁▂▃▄▅▆▇█"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def how(quiet: bool | None, settings_quiet: bool = False) -> str | None:
+    """``"html"`` (a Jupyter kernel), ``"text"`` (stdout is a terminal) or None (nothing).
+
+    Cheap: it reads no store.
+    """
+    if quiet or (quiet is None and settings_quiet):
+        return None
+    if os.environ.get("MPBACKEND_SILENT", "").strip().lower() in _TRUE:
+        return None
+    from .run import _in_notebook
+
+    if _in_notebook():
+        return "html"
+    stdout = sys.stdout
+    try:
+        return "text" if stdout is not None and stdout.isatty() else None
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return None
+
+
+def show(run: Any, quiet: bool | None = None) -> None:
+    """Show the summary of ``run`` (just ended) where ``how()`` says; never raises."""
+    try:
+        mode = how(quiet, bool(getattr(run, "_quiet", False)))
+        if mode is None:
+            return
+        data = read(run.dir)
+        if mode == "html":
+            from IPython.display import HTML, display
+
+            display(HTML(html_summary(data)))
+        else:
+            stdout = sys.stdout
+            stdout.write(text(data))
+            stdout.flush()
+    except Exception:
+        log.debug("mpbackend: the summary of run %s could not be shown",
+                  getattr(run, "id", "?"), exc_info=True)
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def read(run_dir: str) -> dict[str, Any]:
+    """What the summary shows, read from the run's store.
+
+    ``{"id", "name", "state", "dir", "root", "steps", "runtime", "metrics":
+    [(key, value, points)], "more"}`` where ``points`` is a list of floats (NaN
+    for a gap), empty when the metric has no numeric history; ``more`` counts
+    the metrics left out past MAX_METRICS.
+    """
+    with RunReader(run_dir) as reader:
+        info = reader.info()
+        metrics = Metrics(info["extra"].get("metrics"))
+        keys = [k for k, _ in sorted(info["summary"].items())
+                if not k.startswith("_") and not (metrics.resolve(k) or {}).get("hidden")]
+        shown, more = keys[:MAX_METRICS], max(len(keys) - MAX_METRICS, 0)
+        lines = _sparklines(reader, shown) if shown else {}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
+    return {
+        "id": info["id"], "name": info["name"] or info["id"], "state": info["state"],
+        "dir": run_dir, "root": root, "steps": info["step"],
+        "runtime": max(0.0, (info["updated_at"] or 0) - (info["created_at"] or 0)),
+        "metrics": [(k, info["summary"][k], lines.get(k, [])) for k in shown],
+        "more": more,
+    }
+
+
+def _values(kind: str, data: bytes) -> Any:
+    """A column's values: an array for numbers (not copied into a list), else a list."""
+    if kind == "f8":
+        values = array("d", data)
+    elif kind == "i8":
+        values = array("q", data)
+    else:
+        return decode(kind, None, data)[1]
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
+def _sparklines(reader: RunReader, keys: list[str]) -> dict[str, list[float]]:
+    """Each key's history as SPARK_POINTS bin means (NaN for an empty bin)."""
+    columns: dict[str, list[Any]] = {k: [] for k in keys}
+    for _, cols in reader.raw_chunks(keys):
+        for key, (kind, _idx, data) in cols.items():
+            columns[key].append(_values(kind, data))
+    out = {}
+    for key, parts in columns.items():
+        n = sum(len(p) for p in parts)
+        if n == 0:
+            continue
+        points = _bins(parts, n, min(SPARK_POINTS, n))
+        if any(p == p for p in points):
+            out[key] = points
+    return out
+
+
+def _bins(parts: list[Any], n: int, bins: int) -> list[float]:
+    """Mean of the finite numbers in each of ``bins`` equal spans of the values."""
+    starts = [0]
+    for p in parts:
+        starts.append(starts[-1] + len(p))
+
+    def at(i: int) -> Any:
+        lo, hi = 0, len(parts) - 1
+        while lo < hi:  # the part holding position i
+            mid = (lo + hi + 1) // 2
+            if starts[mid] <= i:
+                lo = mid
+            else:
+                hi = mid - 1
+        return parts[lo][i - starts[lo]]
+
+    points = []
+    for b in range(bins):
+        first, last = b * n // bins, (b + 1) * n // bins
+        stride = max(1, (last - first) // PER_POINT)
+        total, count = 0.0, 0
+        for i in range(first, last, stride):
+            v = at(i)
+            if type(v) in (int, float) and math.isfinite(v):
+                total += v
+                count += 1
+        points.append(total / count if count else math.nan)
+    return points
+
+
+# -- formatting ---------------------------------------------------------------------
+
+
+def spark(points: list[float]) -> str:
+    """``points`` as unicode blocks, lowest to highest; a gap (NaN) is a space."""
+    finite = [p for p in points if p == p]
+    if not finite:
+        return ""
+    lo, hi = min(finite), max(finite)
+    top = len(BLOCKS) - 1
+    out = []
+    for p in points:
+        if p != p:
+            out.append(" ")
+        elif hi == lo:
+            out.append(BLOCKS[0])
+        else:
+            out.append(BLOCKS[min(top, int((p - lo) / (hi - lo) * top + 0.5))])
+    return "".join(out)
+
+
+def value_text(value: Any) -> str:
+    """A summary value, short: numbers to 6 significant digits, dicts as ``min 0.1 max 2``."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return " ".join(f"{k} {value_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return f"[{len(value)} items]"
+    text_ = str(value).replace("\n", " ")
+    return text_ if len(text_) <= 40 else text_[:37] + "..."
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def more_command(data: dict[str, Any]) -> str:
+    return f"mpbackend show {data['id']} --dir {shlex.quote(data['root'])}"
+
+
+def text(data: dict[str, Any]) -> str:
+    """The terminal form: a few lines, metrics aligned, ending in a newline."""
+    name = data["name"] if data["name"] == data["id"] else f"{data['name']} ({data['id']})"
+    lines = [f"mpbackend: run {name} {data['state']}",
+             f"  dir      {data['dir']}",
+             f"  steps    {data['steps']}  runtime {duration(data['runtime'])}"]
+    metrics = data["metrics"]
+    if metrics:
+        width = min(max(len(k) for k, _, _ in metrics), 32)
+        values = [value_text(v) for _, v, _ in metrics]
+        vwidth = min(max(len(v) for v in values), 40)
+        lines.append("  summary")
+        for (key, _, points), value in zip(metrics, values):
+            shown = key if len(key) <= width else key[:width - 1] + "…"
+            lines.append(f"    {shown:<{width}}  {value:>{vwidth}}  {spark(points)}".rstrip())
+        if data["more"]:
+            lines.append(f"    ... and {data['more']} more")
+    lines.append(f"  more     {more_command(data)}")
+    return "\n".join(lines) + "\n"
+
+
+def svg(points: list[float], width: int = 120, height: int = 18) -> str:
+    """``points`` as a small inline SVG line; gaps break it. Empty for no finite point."""
+    finite = [p for p in points if p == p]
+    if not finite:
+        return ""
+    lo, hi = min(finite), max(finite)
+    span = (hi - lo) or 1.0
+    n = max(len(points) - 1, 1)
+    runs: list[list[str]] = [[]]
+    for i, p in enumerate(points):
+        if p != p:
+            runs.append([])
+            continue
+        x = 1 + i * (width - 2) / n
+        y = height - 2 - (p - lo) / span * (height - 4) if hi != lo else height - 2
+        runs[-1].append(f"{x:.1f},{y:.1f}")
+    lines = "".join(
+        f"<polyline points='{' '.join(r)}' fill='none' stroke='#3b6fb6' stroke-width='1.5'/>"
+        if len(r) > 1 else
+        f"<circle cx='{r[0].split(',')[0]}' cy='{r[0].split(',')[1]}' r='1.5' fill='#3b6fb6'/>"
+        for r in runs if r)
+    return (f"<svg class='mpbackend-spark' width='{width}' height='{height}' "
+            f"viewBox='0 0 {width} {height}' xmlns='http://www.w3.org/2000/svg'>{lines}</svg>")
+
+
+def html_summary(data: dict[str, Any]) -> str:
+    """The Jupyter form: a small table, a sparkline per metric, everything escaped."""
+    e = html.escape
+    head = [("run", f"{data['name']} ({data['id']})"), ("state", data["state"]),
+            ("dir", data["dir"]), ("steps", str(data["steps"])),
+            ("runtime", duration(data["runtime"]))]
+    rows = "".join(f"<tr><th style='text-align:left'>{e(k)}</th>"
+                   f"<td style='text-align:left'>{e(v)}</td></tr>" for k, v in head)
+    out = f"<div class='mpbackend-end'><b>mpbackend run ended</b><table>{rows}</table>"
+    if data["metrics"]:
+        cells = "".join(
+            f"<tr><td style='text-align:left'>{e(key)}</td>"
+            f"<td style='text-align:right'>{e(value_text(value))}</td>"
+            f"<td>{svg(points)}</td></tr>" for key, value, points in data["metrics"])
+        if data["more"]:
+            cells += f"<tr><td colspan='3'>... and {data['more']} more</td></tr>"
+        out += f"<table class='mpbackend-summary'>{cells}</table>"
+    out += f"<p>more: <code>{e(more_command(data))}</code></p>"
+    return out + "</div>"

@@ -39,6 +39,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from . import messages as m
 from .store import RunReader, RunWriter, db_path
 
 _SCALARS = (type(None), bool, int, float, str)
@@ -249,6 +250,53 @@ class Internal:
         self.state = "running"
 
     # -- records ---------------------------------------------------------
+
+    def rows(self, pid: int, worker: Any, records: list[tuple]) -> list[str]:
+        """Apply a run of ``log()`` records of one process, in order; returns warnings.
+
+        Records without ``step`` or ``commit``, while no row is pending and no
+        metric is defined, each make a row at the next step: they are handled
+        here in one loop and handed to the store together. Any other record goes
+        through ``history``.
+        """
+        warnings = []
+        simple = not self.metrics.defs
+        base = self.runtime_before - self.start_time
+        last = self.last
+        child = pid != self.owner_pid
+        batch: list[dict[str, Any]] = []
+        floats = not child  # every row in batch holds floats only
+        for record in records:
+            if simple and record[3] is None and record[4] is None and not self._pending:
+                row = record[2]
+                if row:
+                    if record[0] != m.HISTORY_FLOATS:
+                        floats = False
+                    ts = record[5]
+                    row["_runtime"] = base + ts
+                    row["_timestamp"] = ts
+                    if child:
+                        row["_pid"] = pid
+                        if worker is not None:
+                            row["_worker"] = worker
+                    last.update(row)
+                    batch.append(row)
+                continue
+            if batch:
+                self._extend(batch, floats)
+                batch = []
+                floats = not child
+            warning = self.history(pid, worker, record[2], record[3], record[4], record[5])
+            if warning:
+                warnings.append(warning)
+        if batch:
+            self._extend(batch, floats)
+        return warnings
+
+    def _extend(self, rows: list[dict[str, Any]], floats: bool) -> None:
+        self.writer.extend(self.step, rows, floats)
+        self.step += len(rows)
+        self.last["_step"] = self.step - 1
 
     def history(self, pid: int, worker: Any, data: dict[str, Any], step: int | None,
                 commit: bool | None, ts: float) -> str | None:

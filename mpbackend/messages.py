@@ -2,11 +2,15 @@
 
 rec_q (user process and its children -> service) carries *batches*. A batch is
 the pickle of ``(pid, worker, records)``: the sending process, its DataLoader
-worker id or None, and a list of records each already serialised, in the
-caller's thread, by ``interface.dumps``. A record is a plain tuple whose first
-item is its opcode:
+worker id or None, and a list of records. A record is serialised in the
+caller's thread by ``interface.dumps`` (it is then ``bytes`` in the list), except
+a ``log()`` row of builtin numbers, which travels as the tuple itself, pickled
+with its batch. A record is a plain tuple whose first item is its opcode:
 
     (HISTORY, stream, data, step, commit, timestamp)  [7] a log() call
+    (HISTORY_FLOATS, ...the same...)                  [7] one whose values are all
+                                                      floats (stored without a
+                                                      type check)
     (HISTORY_ANY, ...the same...)                     [7] one whose values are not
                                                       all builtin scalars
     (CONFIG, stream, data)                            config update
@@ -45,6 +49,7 @@ SUMMARY = 2
 REQUEST = 3
 HISTORY_ANY = 4
 DEFINE_METRIC = 5
+HISTORY_FLOATS = 6
 
 
 @dataclass(frozen=True)

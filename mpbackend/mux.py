@@ -45,7 +45,6 @@ from .internal import Internal, plain
 from .queues import BatchQueue, ReplyQueue
 from .settings import Settings
 from .store import StoreError
-from .system import SystemMonitor
 from .version import __version__
 
 log = logging.getLogger("mpbackend.service")
@@ -120,10 +119,13 @@ class StreamMux:
         self.term_at: float | None = None
         self._noticed: dict[str, int] = {}
         # System metrics (mpbackend.system): None when Settings.system_interval is off.
+        from .system import SystemMonitor  # imported in the service only
+
         self.system = SystemMonitor.create(user_pid, settings, self._notice)
         self._last_commit = time.monotonic()
         self._handlers = {
             m.HISTORY: self._history,
+            m.HISTORY_FLOATS: self._history,
             m.HISTORY_ANY: self._history_any,
             m.CONFIG: self._config,
             m.SUMMARY: self._summary,
@@ -218,7 +220,7 @@ class StreamMux:
             self._notice("batch", f"a batch of records could not be read and was lost: {exc!r}")
             return
         handlers = self._handlers
-        streams = self.streams
+        run: list[tuple] = []  # consecutive log() records of one stream
         for record in records:
             if type(record) is not tuple:  # pickled at the call: not a plain row
                 try:
@@ -227,15 +229,24 @@ class StreamMux:
                     self._notice("record", f"a record could not be read in the service and "
                                  f"was lost (is the module of its values importable?): {exc!r}")
                     continue
-            if record[0] == m.HISTORY:
-                internal = streams.get(record[1]) or self._stream(record[1])
-                if internal is not None:
-                    warning = internal.history(pid, worker, record[2], record[3], record[4],
-                                               record[5])
-                    if warning:
-                        self._notice("step:" + internal.id, warning, limit=5)
-            else:
-                handlers[record[0]](pid, worker, record)
+            if record[0] == m.HISTORY_FLOATS or record[0] == m.HISTORY:
+                if run and run[0][1] != record[1]:
+                    self._rows(pid, worker, run)
+                    run = []
+                run.append(record)
+                continue
+            if run:
+                self._rows(pid, worker, run)
+                run = []
+            handlers[record[0]](pid, worker, record)
+        if run:
+            self._rows(pid, worker, run)
+
+    def _rows(self, pid: int, worker: Any, records: list[tuple]) -> None:
+        internal = self.streams.get(records[0][1]) or self._stream(records[0][1])
+        if internal is not None:
+            for warning in internal.rows(pid, worker, records):
+                self._notice("step:" + internal.id, warning, limit=5)
 
     def _stream(self, stream: str) -> Internal | None:
         internal = self.streams.get(stream)
@@ -245,11 +256,7 @@ class StreamMux:
         return internal
 
     def _history(self, pid: int, worker: Any, record: tuple) -> None:
-        internal = self.streams.get(record[1]) or self._stream(record[1])
-        if internal is not None:
-            warning = internal.history(pid, worker, record[2], record[3], record[4], record[5])
-            if warning:
-                self._notice("step:" + internal.id, warning, limit=5)
+        self._rows(pid, worker, [record])
 
     def _history_any(self, pid: int, worker: Any, record: tuple) -> None:
         try:

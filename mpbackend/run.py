@@ -44,6 +44,7 @@ from .setup import setup
 log = logging.getLogger("mpbackend")
 _PLAIN = frozenset({float, int, str, bool, type(None)})
 _NUMBERS = frozenset({float, int, bool, type(None)})
+_FLOATS = frozenset({float})
 _STR = frozenset({str})
 _pickle_dumps = pickle.dumps
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -436,6 +437,7 @@ class Run:
         self.job_type: str | None = spec.get("job_type")
         self.resumed: bool = reply.get("resumed", False)
         self._spec = spec
+        self._quiet = bool(settings.quiet)  # no end summary (mpbackend.end_summary)
         self.state = "running"
         self._final_step = reply.get("step", 0)
         self.config = Config(self, reply.get("config") or {})
@@ -522,14 +524,18 @@ class Run:
             raise UsageError(f"run {self.id} is {self.state}; log() needs a running run")
         if step is not None and (type(step) is not int or step < 0):
             step = _check_step(step)
-        if (type(data) is dict and _NUMBERS.issuperset(map(type, data.values()))
-                and _STR.issuperset(map(type, data)) and "" not in data):
-            # Builtin str keys and numbers only: nothing the pickler can fail on,
-            # nothing that can change after a shallow copy. The sender thread
-            # pickles the row with the rest of its batch.
-            self._interface.put_row((m.HISTORY, self.id, data.copy(), step, commit,
-                                     time.time()))
-            return
+        if type(data) is dict and _STR.issuperset(map(type, data)) and "" not in data:
+            # Builtin str keys and numbers: nothing the pickler can fail on, nothing
+            # that can change after a shallow copy. The sender thread pickles the
+            # row with the rest of its batch.
+            if _FLOATS.issuperset(map(type, data.values())):
+                self._interface.put_row((m.HISTORY_FLOATS, self.id, data.copy(), step, commit,
+                                         time.time()))
+                return
+            if _NUMBERS.issuperset(map(type, data.values())):
+                self._interface.put_row((m.HISTORY, self.id, data.copy(), step, commit,
+                                         time.time()))
+                return
         if (type(data) is dict and _PLAIN.issuperset(map(type, data.values()))
                 and _STR.issuperset(map(type, data)) and "" not in data):
             # Strings too: the C pickler cannot fail on them or refer to __main__;
@@ -569,6 +575,8 @@ class Run:
 
         Never raises because the service is gone or slow: it warns, and the run
         is then ``crashed`` here (what the store says depends on how far it got).
+        In a terminal or Jupyter a short summary is shown (``mpbackend.end_summary``)
+        unless ``quiet`` (default: ``Settings.quiet``) or ``MPBACKEND_SILENT=1``.
         """
         if self.state != "running":
             return
@@ -577,9 +585,10 @@ class Run:
                         "run %s is finished by the process that started it", os.getpid(),
                         self.id)
             return
-        self._end("failed" if exit_code else "finished", exit_code, None)
+        self._end("failed" if exit_code else "finished", exit_code, None, quiet)
 
-    def _end(self, state: str, exit_code: int | None, timeout: float | None) -> None:
+    def _end(self, state: str, exit_code: int | None, timeout: float | None,
+             quiet: bool | None = None) -> None:
         """Ask the service to end the run; bounded by ``timeout``, never raises Error."""
         try:
             reply = self._manager.inform_finish(self.id, state, exit_code, timeout,
@@ -596,6 +605,9 @@ class Run:
                         "buffer was full (buffer_policy='drop') or the service was down, or "
                         "not writable to the store", self.id, lost)
         self._ended(reply["state"])
+        from .end_summary import show  # the end summary: only when a run ends
+
+        show(self, quiet)
 
     def _ended(self, state: str) -> None:
         """The run is over (finished here, or stopped with its service)."""

@@ -21,6 +21,21 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _env_interval(name: str, default: float) -> float | None:
+    """A number of seconds from the environment; empty, ``0`` or ``off`` mean off (None)."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    text = text.strip().lower()
+    if text in ("", "0", "off", "none", "false", "no"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds (or 0 for off), not {text!r}"
+                         ) from None
+
+
 @dataclass
 class Settings:
     """What a user may tune. Unknown wandb settings passed as a dict are ignored.
@@ -50,6 +65,11 @@ class Settings:
             may have; it is stored as a list. Larger ones raise ValueError.
         max_restarts: how many times the manager starts a new service when its
             service dies while runs are open (the runs resume in it).
+        system_interval: seconds between the service's samples of system metrics
+            (``mpbackend.system``); ``0`` or None turns sampling off. Environment
+            ``MPBACKEND_SYSTEM_INTERVAL``, default 2.
+        quiet: print no summary when a run ends (``mpbackend.end_summary``); the
+            environment ``MPBACKEND_SILENT=1`` does the same.
     """
 
     start_method: str = field(default_factory=lambda: _env("MPBACKEND_START_METHOD", "spawn"))
@@ -65,6 +85,9 @@ class Settings:
     watchdog_interval: float = 0.1
     max_array_size: int = 10_000
     max_restarts: int = 3
+    system_interval: float | None = field(
+        default_factory=lambda: _env_interval("MPBACKEND_SYSTEM_INTERVAL", 2.0))
+    quiet: bool = False
 
     def __post_init__(self) -> None:
         if self.start_method not in START_METHODS:
@@ -80,6 +103,11 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        interval = self.system_interval
+        if interval is not None and (isinstance(interval, bool) or
+                                     not isinstance(interval, (int, float)) or interval < 0):
+            raise ValueError(f"system_interval must be a number of seconds >= 0 (0 or None: "
+                             f"off), not {interval!r}")
         if not isinstance(self.buffer_bytes, int) or self.buffer_bytes < 1024:
             raise ValueError(f"buffer_bytes must be an int >= 1024, not {self.buffer_bytes!r}")
 

@@ -133,10 +133,12 @@ def _swap(arr: array) -> array:
     return arr
 
 
-def _encode(positions: list[int] | None, values: Sequence[Any], nrows: int
-            ) -> tuple[str, bytes | None, bytes]:
+def _encode(positions: list[int] | None, values: Sequence[Any], nrows: int,
+            kind: str | None = None) -> tuple[str, bytes | None, bytes]:
     idx = (None if positions is None or len(positions) == nrows
            else _swap(array("i", positions)).tobytes())
+    if kind == "f8":
+        return "f8", idx, _swap(array("d", values)).tobytes()
     kinds = set(map(type, values))
     if kinds == {float}:
         return "f8", idx, _swap(array("d", values)).tobytes()
@@ -187,20 +189,24 @@ class _Chunk:
     append, and the rows become columns once per write, mostly in C.
     """
 
-    __slots__ = ("steps", "rows", "parts", "written")
+    __slots__ = ("steps", "rows", "parts", "written", "mixed")
 
     def __init__(self) -> None:
         self.steps: list[int] = []
         self.rows: list[dict[str, Any]] = []
         self.parts: list[int] = []  # chunk numbers its rows were written under so far
         self.written = 0  # rows already in the store
+        self.mixed = -1  # the last row not known to hold floats only
 
 
-def _columns(rows: list[dict[str, Any]]) -> dict[str, tuple[list[int] | None, Sequence[Any]]]:
-    """``rows`` by column: key -> (positions of the rows that have it or None, values).
+def _columns(rows: list[dict[str, Any]], floats: bool
+             ) -> dict[str, tuple[list[int] | None, Sequence[Any], str | None]]:
+    """``rows`` by column: key -> (positions of the rows that have it or None, values, kind).
 
     Keys come in the order they were first logged. When every row has the same
-    keys (the usual case), the columns are taken with itemgetter and zip.
+    keys (the usual case), the columns are taken with itemgetter and zip, and
+    if the rows are known to hold ``floats`` only, their kind is "f8" without
+    looking at the values; otherwise kind is None (``_encode`` looks).
     """
     keys = list(rows[0])
     if len(keys) > 1:
@@ -209,27 +215,28 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, tuple[list[int] | None, Se
         except KeyError:
             values = None
         if values is not None and sum(map(len, rows)) == len(keys) * len(rows):
-            return {key: (None, column) for key, column in zip(keys, zip(*values))}
-    columns: dict[str, tuple[list[int] | None, Sequence[Any]]] = {}
+            kind = "f8" if floats else None
+            return {key: (None, column, kind) for key, column in zip(keys, zip(*values))}
+    columns: dict[str, tuple[list[int] | None, Sequence[Any], str | None]] = {}
     for pos, row in enumerate(rows):
         for key, value in row.items():
             col = columns.get(key)
             if col is None:
-                columns[key] = col = ([], [])
+                columns[key] = col = ([], [], None)
             col[0].append(pos)
             col[1].append(value)
     return columns
 
 
-def _rows_of(number: int, steps: list[int], rows: list[dict[str, Any]]
+def _rows_of(number: int, steps: list[int], rows: list[dict[str, Any]], floats: bool
              ) -> tuple[tuple, list[tuple]]:
     """The history_chunk row and history_column rows of one chunk."""
     n = len(steps)
-    columns = _columns(rows)
+    columns = _columns(rows, floats)
     head = (number, steps[0], steps[-1], n, _swap(array("q", steps)).tobytes(),
             to_json(list(columns)))
-    return head, [(number, key, *_encode(positions, values, n))
-                  for key, (positions, values) in columns.items()]
+    return head, [(number, key, *_encode(positions, values, n, kind))
+                  for key, (positions, values, kind) in columns.items()]
 
 
 class RunWriter:
@@ -294,10 +301,30 @@ class RunWriter:
         chunk = self._open
         chunk.steps.append(step)
         chunk.rows.append(row)
+        chunk.mixed = len(chunk.rows) - 1
         self.rows_pending += 1
         if len(chunk.rows) >= CHUNK_ROWS:
             self._sealed.append(chunk)
             self._open = _Chunk()
+
+    def extend(self, step: int, rows: list[dict[str, Any]], floats: bool = False) -> None:
+        """Add committed rows at ``step``, ``step + 1``, ... (as ``append`` each).
+
+        ``floats``: every value in ``rows`` is known to be a float.
+        """
+        while rows:
+            chunk = self._open
+            take = rows[:CHUNK_ROWS - len(chunk.rows)]
+            chunk.rows.extend(take)
+            if not floats:
+                chunk.mixed = len(chunk.rows) - 1
+            chunk.steps.extend(range(step, step + len(take)))
+            self.rows_pending += len(take)
+            if len(chunk.rows) >= CHUNK_ROWS:
+                self._sealed.append(chunk)
+                self._open = _Chunk()
+            rows = rows[len(take):]
+            step += len(take)
 
     def update_run(self, **fields: Any) -> None:
         """Set run-table fields (config, summary, state, step, ...) at the next commit."""
@@ -332,7 +359,7 @@ class RunWriter:
                 dropped.extend(chunk.parts[1:])
             else:
                 number, next_number = next_number, next_number + 1
-            head, cols = _rows_of(number, chunk.steps, chunk.rows)
+            head, cols = _rows_of(number, chunk.steps, chunk.rows, chunk.mixed < 0)
             heads.append(head)
             columns.extend(cols)
             return number
@@ -347,7 +374,8 @@ class RunWriter:
             else:
                 number, next_number = next_number, next_number + 1
                 start = opened.written
-                head, cols = _rows_of(number, opened.steps[start:], opened.rows[start:])
+                head, cols = _rows_of(number, opened.steps[start:], opened.rows[start:],
+                                      opened.mixed < start)
                 heads.append(head)
                 columns.extend(cols)
                 open_parts = [*opened.parts, number]

@@ -717,6 +717,33 @@ def test_value_types_round_trip(rundir):
     assert math.isnan(api_rows[0]["nan"]) and api_rows[1]["ninf"] == float("-inf")
 
 
+def test_rows_of_numbers_keep_their_types_among_float_rows(rundir):
+    # Rows of floats only are stored without a type check (HISTORY_FLOATS); rows
+    # with ints, bools and None between them, in the same chunk or part, must
+    # still come back as what was logged.
+    run = mpbackend.init(project="values", id="numbers")
+    sent = []
+    for i in range(3000):
+        if i % 250 == 7:
+            row = {"a": i, "b": True}
+        elif i % 250 == 9:
+            row = {"a": float(i), "b": None}
+        elif i > 2990:  # a sparse column in the last chunk only
+            row = {"a": float(i), "b": 0.5, "sparse": i}
+        else:
+            row = {"a": float(i), "b": i / 3}
+        run.log(row)
+        sent.append(row)
+        if i % 900 == 0:
+            run.flush()  # commits parts of an open chunk as well as whole chunks
+    run.finish()
+    rows = stored(run.dir)[1]
+    got = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    assert got == sent
+    for g, s_ in zip(got, sent):
+        assert [type(v) for v in g.values()] == [type(v) for v in s_.values()], (g, s_)
+
+
 def test_big_ints_mixed_with_small_ints_in_one_column(rundir):
     run = mpbackend.init(project="values", id="bigint")
     values = [1, 2**64 + 1, -5, 2**63, -(2**63) - 1, 10**30]

@@ -47,7 +47,7 @@ EXIT_ERROR = 1
 EXIT_RUN_FAILED = 3  # tail: the run ended, but not "finished"
 EXIT_INTERRUPTED = 130
 PROGRESS_MIN_ROWS = 20_000  # show the export progress bar from this many rows on
-STALE_GRACE = 5.0  # tail: seconds to wait for a watchdog before calling a run abandoned
+STALE_GRACE = 3.0  # tail: seconds to give the watchdog (about 2 s) before calling a run abandoned
 
 _console: Console | None = None
 _err_console: Console | None = None
@@ -537,10 +537,6 @@ def plot_cmd(root: str, run_refs: tuple[str, ...], keys: tuple[str, ...], x: str
              output: str | None, width: int, height: int, logy: bool,
              title: str | None) -> None:
     """Plot metrics of one or more runs, overlaid, to an image (needs mpbackend[plot])."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise CliError("plotting needs matplotlib: pip install 'mpbackend[plot]'") from exc
     runs = open_runs(run_refs, root, None)
     keys = tuple(dict.fromkeys(keys))
     output = output or "".join(c if c.isalnum() or c in "-_." else "_" for c in keys[0]) + ".png"

@@ -370,8 +370,10 @@ def _figures(charts: list[dict[str, Any]], section: int, runs: Sequence[Any],
         return f"<p class=note>{html.escape(empty)}</p>"
     out = ['<div class="grid">']
     for n, chart in enumerate(charts):
-        legend = "".join(f"<li>{_swatch(line['run'])}{html.escape(run_label(runs[line['run']]))}"
-                         f"<small>{line['n']} points</small></li>" for line in chart["lines"])
+        legend = "".join(
+            f"<li>{_swatch(line['run'])}{html.escape(run_label(runs[line['run']]))}"
+            f"<small>{line['n']} point{'s' if line['n'] != 1 else ''}</small></li>"
+            for line in chart["lines"])
         out.append(f'<figure class="chart"><figcaption>{html.escape(chart["key"])}</figcaption>'
                    f'<canvas data-section="{section}" data-chart="{n}" height="260"></canvas>'
                    f'<div class="readout"></div><ul class="legend">{legend}</ul></figure>')

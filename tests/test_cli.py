@@ -375,9 +375,9 @@ def test_plot_overlays_runs_in_a_png(root, tmp_path):
     import matplotlib.image
 
     out = tmp_path / "loss.png"
-    proc = cli(root, "plot", "alpha", "beta", "dead", "--key", "loss", "-o", str(out),
+    proc = cli(root, "plot", "alpha", "beta", "dead", "empty", "--key", "loss", "-o", str(out),
                "--width", "800", "--height", "500")
-    assert "wrote" in proc.stderr
+    assert "wrote" in proc.stderr and "cli/empty has no numeric loss" in proc.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = matplotlib.image.imread(str(out))
     assert image.shape[:2] == (500, 800)
@@ -390,8 +390,6 @@ def test_plot_overlays_runs_in_a_png(root, tmp_path):
     cli(root, "plot", "alpha", "-k", "loss", "-k", "acc", "--x", "_runtime", "-o", str(two))
     assert matplotlib.image.imread(str(two)).shape[:2] == (600, 1000)
 
-    proc = cli(root, "plot", "alpha", "empty", "-k", "loss", "-o", str(tmp_path / "p.png"))
-    assert "cli/empty has no numeric loss" in proc.stderr
     proc = cli(root, "plot", "alpha", "-k", "nokey", "-o", str(tmp_path / "n.png"), check=1)
     assert "no numeric 'nokey'" in proc.stderr and "loss" in proc.stderr
     proc = cli(root, "plot", "empty", "-k", "loss", "-o", str(tmp_path / "e.png"), check=1)
@@ -558,3 +556,18 @@ def test_run_left_running_by_a_dead_service(tmp_path):
     proc = cli(root, "tail", "orphan", "-n", "0", "--interval", "0.1", check=3)
     assert "never closed" in proc.stderr
     assert time.monotonic() - started < 30
+
+
+def test_missing_extras_name_the_pip_command(root, tmp_path):
+    """Without pyarrow or matplotlib (made unimportable here) the error says what to install."""
+    for blocked, args, extra in (("pyarrow", ["export", "alpha", "-f", "parquet", "-o",
+                                             str(tmp_path / "a.parquet")], "parquet"),
+                                 ("matplotlib", ["plot", "alpha", "-k", "loss", "-o",
+                                                 str(tmp_path / "a.png")], "plot")):
+        code = (f"import sys; sys.modules[{blocked!r}] = None; from mpbackend.cli import main; "
+                f"main({args!r})")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, **ENV, "MPBACKEND_DIR": str(root)})
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"pip install 'mpbackend[{extra}]'" in proc.stderr
+    assert not os.listdir(tmp_path)

@@ -2,6 +2,7 @@
 
     <dir>/<project>/<run id>/run.db --store.RunReader--> ApiRun --> history() DataFrame
                                                                 --> scan_history() rows
+                                                                --> system_metrics()
     Api(dir).runs(project, filters, order) --> [ApiRun, ...]
 
 Nothing here talks to the service: the reader opens each run's SQLite database
@@ -156,6 +157,28 @@ class ApiRun:
             for row in reader.rows(min_step, max_step, keys):
                 if keys is None or all(k in row for k in keys):
                     yield row
+
+
+    def system_metrics(self, pandas: bool = True) -> Any:
+        """The system metrics the service sampled while the run was open, in time order.
+
+        One row per sample with ``_timestamp``, ``_runtime`` and the figures:
+        ``system/cpu_percent``, ``system/memory_percent``, ``system/disk_read_mb``
+        (cumulative), ``proc/rss_mb`` (the training process and its descendants),
+        ``gpu/0/utilization``, ...; the full list is in ``mpbackend.system``. A
+        pandas DataFrame (a figure missing from a sample is NaN), or a list of
+        dicts with ``pandas=False``. A run stored with sampling off has none.
+        """
+        with RunReader(self.dir) as reader:
+            rows = reader.system()
+        if not pandas:
+            return rows
+        import pandas as pd
+
+        keys: dict[str, None] = {"_timestamp": None, "_runtime": None}
+        for row in rows:
+            keys.update(dict.fromkeys(row))
+        return pd.DataFrame(rows, columns=list(keys))
 
 
 def _sample_positions(n: int, samples: int) -> list[int]:

@@ -260,9 +260,10 @@ def test_sigkilled_training_process_leaves_a_crashed_run_with_samples(tmp_path):
     rows = run.system_metrics(pandas=False)
     assert len(rows) >= 3
     assert "proc/processes" in rows[0]
-    # the last sample, taken as the service ended the run, found no training process
-    assert not any(key.startswith("proc/") for key in rows[-1]), rows[-1]
+    # The last sample is taken as the service ends the run: the training process is
+    # gone by then, or (the pipe's EOF can come first) still exiting.
     assert set(MACHINE_KEYS) <= set(rows[-1])
+    assert rows[-1].get("proc/processes", 1) == 1, rows[-1]
 
 
 def test_sampler_on_processes_that_are_gone():

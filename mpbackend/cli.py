@@ -30,6 +30,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing
 from typing import Any
 
 import click
@@ -340,21 +341,22 @@ def _rows(reader: RunReader, total: int, keys: Sequence[str] | None,
     """The first ``total`` rows (a live run's later rows are not part of this export)."""
     done = 0
     wanted = None if not keys else [k for k in keys if k != "_step"]
-    for steps, columns in reader.chunks(keys=wanted):
-        rows = [{"_step": s} for s in steps]
-        for key, (positions, values) in columns.items():
-            for pos, value in zip(range(len(values)) if positions is None else positions,
-                                  values):
-                rows[pos][key] = value
-        if done + len(rows) > total:
-            rows = rows[:total - done]
-        for row in rows:
-            if wanted is None or any(k in row for k in wanted):
-                yield row
-        done += len(rows)
-        advance(len(rows))
-        if done >= total:
-            return
+    with closing(reader.chunks(keys=wanted)) as chunks:  # ends its read while the db is open
+        for steps, columns in chunks:
+            rows = [{"_step": s} for s in steps]
+            for key, (positions, values) in columns.items():
+                for pos, value in zip(range(len(values)) if positions is None else positions,
+                                      values):
+                    rows[pos][key] = value
+            if done + len(rows) > total:
+                rows = rows[:total - done]
+            for row in rows:
+                if wanted is None or any(k in row for k in wanted):
+                    yield row
+            done += len(rows)
+            advance(len(rows))
+            if done >= total:
+                return
 
 
 def _csv_cell(value: Any) -> Any:
@@ -486,7 +488,8 @@ def export_cmd(root: str, run_ref: str, fmt_: str | None, output: str, keys: tup
             raise CliError("parquet export needs pyarrow: "
                            "pip install 'mpbackend[parquet]'") from exc
     run = open_run(run_ref, root)
-    with RunReader(run.dir) as reader:
+    with ExitStack() as stack:
+        reader = stack.enter_context(RunReader(run.dir))
         total = reader.row_count()  # first: a key logged later is then at worst an extra column
         columns = _columns(reader.keys(), keys)
         if not total:
@@ -494,7 +497,7 @@ def export_cmd(root: str, run_ref: str, fmt_: str | None, output: str, keys: tup
                            + (" yet (it is still running)" if run.state == "running" else "")
                            + "; nothing exported")
         with _Progress(total, progress, f"export {run.id}") as bar:
-            rows = _rows(reader, total, keys, bar.advance)
+            rows = stack.enter_context(closing(_rows(reader, total, keys, bar.advance)))
             if output == "-":
                 writer = _write_csv if fmt_ == "csv" else _write_jsonl
                 n = writer(sys.stdout, columns, rows)
@@ -661,15 +664,17 @@ def tail_cmd(root: str, run_ref: str, lines: int, follow: bool, interval: float,
 
     def emit(rows: Iterator[dict[str, Any]]) -> int | None:
         last = None
-        for row in rows:
-            last = row["_step"]
-            if wanted and not any(k in row for k in wanted):
-                continue
-            if jsonl:
-                shown = {k: v for k, v in row.items() if not wanted or k in wanted or k == "_step"}
-                click.echo(json.dumps(shown, default=str, separators=(",", ":")))
-            else:
-                click.echo(_line(row, wanted))
+        with closing(rows):  # a broken pipe or Ctrl-C ends the read while the db is open
+            for row in rows:
+                last = row["_step"]
+                if wanted and not any(k in row for k in wanted):
+                    continue
+                if jsonl:
+                    shown = {k: v for k, v in row.items()
+                             if not wanted or k in wanted or k == "_step"}
+                    click.echo(json.dumps(shown, default=str, separators=(",", ":")))
+                else:
+                    click.echo(_line(row, wanted))
         sys.stdout.flush()
         return last
 
@@ -734,9 +739,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
-    except BrokenPipeError:  # `mpbackend ls | head`: the reader left, nothing to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 0
     except (StoreError, sqlite3.Error, OSError) as exc:
         if debug:
             raise

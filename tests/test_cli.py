@@ -261,6 +261,10 @@ def test_show_finished_run(root):
                     r"lr\s+0\.1", r"opt\.name\s+adam", r"acc\s+0\.996667",
                     r"val\.loss\s+0\.00687285", r"tags\s+base", "History: 300 rows"):
         assert re.search(pattern, out), (pattern, out)
+    samples = report.system_rows(mpbackend.Api(str(root)).run("alpha"))
+    if samples:  # the service sampled system metrics (when this mpbackend has them)
+        assert re.search(rf"System metrics \({len(samples)} samples\)", out)
+        assert re.search(r"system/cpu_percent\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+", out)
     by_name = cli(root, "show", "second").stdout  # a name works where it is unique
     assert re.search(r"id\s+beta", by_name)
     by_dir = cli(root, "show", str(root / "cli" / "alpha")).stdout
@@ -458,18 +462,22 @@ def test_report_in_headless_chromium(root, tmp_path):
     keys = [c["key"] for c in data["sections"][0]["charts"]]
     assert keys == ["loss", "acc", "vec", "val.loss"] or keys == ["loss", "acc", "val.loss"]
     total = sum(len(s["charts"]) for s in data["sections"])
+    api = mpbackend.Api(str(root))
+    system_keys = {k for r in ("alpha", "beta", "dead", "empty")
+                   for row in report.system_rows(api.run(r)) for k in row if k[0] != "_"}
+    assert {c["key"] for c in data["sections"][1]["charts"]} == system_keys
+    assert ("<h2>System metrics</h2>" in out.read_text()) == bool(system_keys)
     loss = data["sections"][0]["charts"][0]
     assert [line["run"] for line in loss["lines"]] == [0, 1, 2]  # empty has no line
     assert loss["lines"][0]["n"] == ALPHA_ROWS - 1  # the NaN is not a point
 
-    url = out.resolve().as_uri()
-    dom = headless(exe, tmp_path, "--dump-dom", url)
+    shot = tmp_path / "shot.png"  # one browser run: the DOM after the scripts, and a screenshot
+    dom = headless(exe, tmp_path, "--dump-dom", f"--screenshot={shot}", "--window-size=1200,1400",
+                   out.resolve().as_uri())
     assert f'data-charts-drawn="{total}"' in dom, dom[:2000]
     assert f"{total} of {total} charts drawn" in dom
     assert "data-charts-error" not in dom
 
-    shot = tmp_path / "shot.png"
-    headless(exe, tmp_path, f"--screenshot={shot}", "--window-size=1200,1400", url)
     import matplotlib.image
 
     image = matplotlib.image.imread(str(shot))
@@ -537,6 +545,19 @@ def test_run_left_running_by_a_dead_service(tmp_path):
     script = start(HANGING, tmp_path, root, "orphan", name="orphan.py")
     try:
         await_line(script, "ready")
+        env = {**os.environ, **ENV, "MPBACKEND_DIR": str(root)}
+        tail = subprocess.Popen([sys.executable, "-m", "mpbackend", "tail", "orphan", "-n", "1"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:  # Ctrl-C while following a live run: exit status 130, no traceback
+            assert "loss=9.5" in tail.stdout.readline()
+            tail.send_signal(signal.SIGINT)
+            errors = tail.communicate(timeout=30)[1]
+        finally:
+            if tail.poll() is None:
+                tail.kill()
+                tail.communicate(timeout=10)
+        assert tail.returncode == 130 and "Traceback" not in errors, errors
         user = psutil.Process(script.pid)
         user.suspend()  # so its manager cannot start a new service
         for child in user.children(recursive=True):

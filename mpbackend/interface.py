@@ -41,11 +41,8 @@ import pickle
 import sys
 import threading
 import time
-import uuid as uuidlib
 import weakref
 from typing import Any
-
-import cloudpickle
 
 from . import messages as m
 from .errors import RequestTimeout, ServiceError, UsageError
@@ -84,6 +81,8 @@ def dumps(obj: Any) -> bytes:
 
 
 def _dumps_by_value(obj: Any, first_error: Exception | None) -> bytes:
+    import cloudpickle  # only for what pickle cannot send by reference
+
     mp_main = sys.modules.get("__mp_main__")
     if mp_main is not None and mp_main is sys.modules.get("__main__"):
         try:
@@ -183,7 +182,7 @@ class Interface:
                 f"{type(message).__name__} can only be asked from the process that started "
                 f"the run (pid of this process: {os.getpid()})")
         timeout = self._request_timeout if timeout is None else timeout
-        uuid = uuidlib.uuid4().hex
+        uuid = os.urandom(16).hex()
         future = router.expect(uuid)
         try:
             self._put_slow(dumps((m.REQUEST, uuid, message)), True)

@@ -50,7 +50,8 @@ log = logging.getLogger("mpbackend")
 class Manager:
     """Starts the service, carries the manager's requests, stops it at exit."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, service: Service | None = None) -> None:
+        """Start the service, or take one already launched (``Service.launch``)."""
         self.settings = settings
         self.pid = os.getpid()
         self.runs: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
@@ -60,8 +61,11 @@ class Manager:
         self._restarts = 0
         self._restarted = threading.Event()  # clear while a new service is being started
         self._restarted.set()
-        self.service = Service(settings)
-        self.service.start()
+        if service is None:
+            service = Service(settings)
+            service.launch()
+        self.service = service
+        service.wait_ready()
         assert self.service.rec_q is not None and self.service.process is not None
         assert self.service.rsp_q is not None
         self.router = Router(self.service.rsp_q, self.service, self._on_broken)

@@ -64,12 +64,21 @@ class Service:
         self.ready: m.Ready | None = None
         self.rec_q: BatchQueue | None = None
         self.rsp_q: ReplyQueue | None = None
+        self._deadline = 0.0
         # The router thread and the main thread may both wait for the exit; one
         # waitpid() at a time, or the loser sees ECHILD and no exit code.
         self._reap_lock = threading.Lock()
 
     def start(self) -> m.Ready:
         """[1] Start the process; [2] return its Ready reply (ServiceError if none comes)."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """[1] Start the process without waiting for it (``wait_ready`` does).
+
+        The caller can do its own start-up work while the new interpreter boots.
+        """
         ctx = multiprocessing.get_context(self.settings.start_method)
         self.rec_q = rec_q = BatchQueue(ctx)
         self.rsp_q = rsp_q = ReplyQueue(ctx)
@@ -82,7 +91,13 @@ class Service:
         # its death shows here as a broken pipe and an EOF.
         rec_q.close_reader()
         rsp_q.close_writer()
-        deadline = time.monotonic() + self.settings.start_timeout
+        self._deadline = time.monotonic() + self.settings.start_timeout
+
+    def wait_ready(self) -> m.Ready:
+        """[2] The launched process's Ready reply; ServiceError if none comes in time."""
+        process, rsp_q = self.process, self.rsp_q
+        assert process is not None and rsp_q is not None, "launch() first"
+        deadline = self._deadline
         while True:
             left = deadline - time.monotonic()
             ready = wait([rsp_q.reader, process.sentinel], timeout=max(left, 0))

@@ -18,8 +18,6 @@ import threading
 import time
 from typing import Any
 
-from . import spawnmain
-from .manager import Manager
 from .settings import Settings
 
 _lock = threading.RLock()
@@ -32,8 +30,21 @@ class _Setup:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pid = os.getpid()
+        # Imported here, not at import: a spawned service process imports this
+        # package, and these imports overlap the service's start instead.
+        from . import spawnmain
+        from .service import Service
+
         spawnmain.install()
-        self.manager = Manager(settings)
+        service = Service(settings)
+        service.launch()
+        try:
+            from .manager import Manager
+
+            self.manager = Manager(settings, service)
+        except BaseException:
+            service.kill()
+            raise
 
 
 def setup(settings: Settings | dict[str, Any] | None = None) -> _Setup:

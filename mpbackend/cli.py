@@ -34,6 +34,7 @@ from contextlib import ExitStack, closing
 from typing import Any
 
 import click
+import psutil
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -137,8 +138,6 @@ def liveness(run: ApiRun) -> str | None:
     if not pid or host != socket.gethostname():
         return None
     try:
-        import psutil
-
         proc = psutil.Process(pid)
         if proc.create_time() <= run.created_at + 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
             return None

@@ -1,7 +1,10 @@
 """Benchmark mpbackend against wandb (offline), trackio, tensorboardX, MLflow and a raw pipe.
 
     python bench/harness.py [--steps 20000 200000] [--repeat 3] [--only mpbackend,wandb]
-                            [--skip-install] [--max-run-seconds 40] [--out BENCHMARKS.md]
+                            [--skip-install] [--max-run-seconds 90] [--out BENCHMARKS.md]
+                            [--workloads main,read1m,runs50,dataloader,keys100,threads8]
+                            [--workload-n read1m=1000000,runs50=10000,...]
+                            [--workload-seconds 15] [--read1m-write-seconds 40]
 
 The peers are installed by this script into their own virtual environment,
 bench/.venv-peers (created once with ``python -m venv`` and pip, reused afterwards; a
@@ -10,6 +13,13 @@ current interpreter. Every run is a fresh process (bench/peers/child.py) with th
 workload: N steps, each a dict of 10 floats; the table gives medians over the repetitions.
 Runs are interleaved (repeat 1 of every library, then repeat 2, ...) so that drift of the
 machine spreads over all libraries. Results go to BENCHMARKS.md and bench/results/*.json.
+
+The other workloads (all by default; ``--workloads main`` is the main table alone) run
+from bench/peers/workloads.py, again one fresh process per run, and each gets a section:
+reading 1,000,000 rows into a DataFrame (read1m), 50 runs at once (runs50), 4 DataLoader
+workers logging (dataloader, mpbackend only), 100 keys per step (keys100) and 8 logging
+threads (threads8). Their logging phase is bounded by --workload-seconds; a library that
+reaches the bound stops there and is reported as capped with the rows it logged.
 """
 
 from __future__ import annotations
@@ -280,6 +290,10 @@ def run_child(argv: list[str], lib: str, py: str, tmp: str) -> dict:
         return {"lib": lib, "error": f"exit {out.returncode}: {err}"}
     result = json.loads(lines[-1])
     result["process_wall_s"] = time.perf_counter() - t0
+    warned = [ln.split("Warning: ", 1)[1].strip() for ln in out.stderr.splitlines()
+              if "Warning: " in ln]
+    if warned:  # e.g. a peer saying that it dropped data
+        result["warnings"] = [f"{len(warned)} warnings, the first: {warned[0][:200]}"]
     return result
 
 
@@ -368,6 +382,9 @@ def fmt_workload(workload: str, res: dict[str, list[dict]], n: int, args) -> lis
         else:
             verified = "**" + "; ".join(sorted({f"{r['rows']} of {r['steps']}: {r['verify_note']}"
                                                 for r in ok})) + "**"
+            warned = sorted({w for r in ok for w in r.get("warnings", [])})
+            if warned:
+                verified += f" (stderr: {warned[0]})"
         if any(r["capped"] for r in ok):
             verified = (f"**capped** at the {args.workload_seconds:.0f} s bound: "
                         f"{med(ok, 'steps'):,.0f} of {target:,} rows logged (median); "

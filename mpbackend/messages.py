@@ -17,7 +17,7 @@ with its batch. A record is a plain tuple whose first item is its opcode:
     (SUMMARY, stream, data, deleted keys)             summary set by the user
     (DEFINE_METRIC, stream, name, definition)         define_metric()
     (REQUEST, uuid, message)                          a request: one of the
-                                                      dataclasses below
+                                                      NamedTuples below
 
 Plain tuples keep the hot path cheap (a NamedTuple costs four times as much to
 pickle); every record kind that is not a request is fire-and-forget.
@@ -40,8 +40,7 @@ to import user code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 HISTORY = 0
 CONFIG = 1
@@ -52,36 +51,31 @@ DEFINE_METRIC = 5
 HISTORY_FLOATS = 6
 
 
-@dataclass(frozen=True)
-class EnsureUp:
+class EnsureUp(NamedTuple):
     """[3] Is the service alive and of our version?"""
 
     version: str
 
 
-@dataclass(frozen=True)
-class InformInit:
+class InformInit(NamedTuple):
     """[5] Add a stream (a run) to StreamMux; ``spec`` describes the run."""
 
     spec: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Flush:
+class Flush(NamedTuple):
     """[8] Barrier: reply once everything sent before it is committed to the store."""
 
     stream: str
 
 
-@dataclass(frozen=True)
-class GetSummary:
+class GetSummary(NamedTuple):
     """The run's summary and step, after everything sent before this request."""
 
     stream: str
 
 
-@dataclass(frozen=True)
-class InformFinish:
+class InformFinish(NamedTuple):
     """[9] Finish a stream: commit, record its final state, remove it."""
 
     stream: str
@@ -90,28 +84,24 @@ class InformFinish:
     dropped: int = 0  # records of this run the user side dropped
 
 
-@dataclass(frozen=True)
-class ManagerStop:
+class ManagerStop(NamedTuple):
     """[b] Stop every stream still open (the process is exiting)."""
 
     state: str = "finished"
 
 
-@dataclass(frozen=True)
-class ManagerPoll:
+class ManagerPoll(NamedTuple):
     """[d] How many streams have not been drained yet?"""
 
 
-@dataclass(frozen=True)
-class Ready:
+class Ready(NamedTuple):
     """[2] The service is up: its pid and version."""
 
     pid: int
     version: str
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     """The reply to the request with ``uuid``: a value, or an error (type name, text)."""
 
     uuid: str
@@ -119,8 +109,7 @@ class Response:
     error: tuple[str, str] | None = None
 
 
-@dataclass(frozen=True)
-class Notice:
+class Notice(NamedTuple):
     """Something the user should hear about that no request asked for."""
 
     level: str

@@ -4,7 +4,7 @@
                             [--skip-install] [--max-run-seconds 90] [--out BENCHMARKS.md]
                             [--workloads main,read1m,runs50,dataloader,keys100,threads8]
                             [--workload-n read1m=1000000,runs50=10000,...]
-                            [--workload-seconds 15] [--read1m-write-seconds 40]
+                            [--workload-seconds 10] [--read1m-write-seconds 30]
 
 The peers are installed by this script into their own virtual environment,
 bench/.venv-peers (created once with ``python -m venv`` and pip, reused afterwards; a
@@ -447,10 +447,10 @@ def main() -> None:
     parser.add_argument("--workload-n", default="",
                         help="override the size of workloads, e.g. read1m=100000,runs50=1000 "
                              f"(defaults {','.join(f'{k}={v}' for k, v in WORKLOAD_N.items())})")
-    parser.add_argument("--workload-seconds", type=float, default=15.0,
+    parser.add_argument("--workload-seconds", type=float, default=10.0,
                         help="bound of the logging phase of each run of the workloads other "
                              "than main: a library still logging then stops and is capped")
-    parser.add_argument("--read1m-write-seconds", type=float, default=40.0,
+    parser.add_argument("--read1m-write-seconds", type=float, default=30.0,
                         help="bound of the logging phase that writes read1m's store")
     args = parser.parse_args()
     workloads = [w.strip().lower() for w in args.workloads.split(",") if w.strip()]

@@ -362,12 +362,11 @@ def fmt_workload(workload: str, res: dict[str, list[dict]], n: int, args) -> lis
         + "| finish ms | main RSS MiB | bg RSS MiB | rows read back |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if worker else "")
         + "---|"]
-    blank = "||" if worker else ""
     for lib, runs in res.items():
         ok = [r for r in runs if "error" not in r]
         if not ok:
             err = runs[0]["error"] if runs else "not run"
-            lines.append(f"| {lib} | 0 | failed: {err[:150]} |||||||{blank} |")
+            lines.append(f"| {lib} | 0 | failed: {err[:150]} |" + " |" * (9 if worker else 7))
             continue
         target = n * (50 if workload == "runs50" else 5 if worker else 1)
         logged = {r["steps"] for r in ok}
@@ -389,6 +388,9 @@ def fmt_workload(workload: str, res: dict[str, list[dict]], n: int, args) -> lis
             verified = (f"**capped** at the {args.workload_seconds:.0f} s bound: "
                         f"{med(ok, 'steps'):,.0f} of {target:,} rows logged (median); "
                         + verified)
+        failed = [r["error"] for r in runs if "error" in r]
+        if failed:
+            verified += f"; **{len(failed)} of {len(runs)} runs failed**: {failed[0][:150]}"
         bg = med(ok, "rss_bg_mib")
         lines.append(
             f"| {lib} | {len(ok)} | {med(ok, 'init_s') * 1e3:,.0f} "
@@ -408,7 +410,7 @@ def fmt_read(res: dict[str, list[dict]], n: int) -> list[str]:
     for lib, runs in res.items():
         write = runs[0] if runs else {"error": "not run"}
         if "error" in write:
-            rows.append(f"| {lib} | write failed: {write['error'][:150]} |||||||| |")
+            rows.append(f"| {lib} | write failed: {write['error'][:150]} |" + " |" * 7)
             continue
         stored = f"{write['steps']:,}"
         if write["capped"]:
@@ -417,7 +419,7 @@ def fmt_read(res: dict[str, list[dict]], n: int) -> list[str]:
         if not reads:
             err = runs[1]["error"] if len(runs) > 1 else "not run"
             rows.append(f"| {lib} | {stored} | {write['steps_per_s']:,.0f} | 0 "
-                        f"| read failed: {err[:150]} ||||| ")
+                        f"| read failed: {err[:150]} |" + " |" * 4)
             continue
         checks = sorted({r["verify_note"] for r in reads})
         if any(r["rows"] != write["steps"] for r in reads):

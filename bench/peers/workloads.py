@@ -306,7 +306,7 @@ ADAPTERS = {a.name: a for a in (Mpbackend, Wandb, Trackio, Tensorboardx, Mlflow,
 # ---------------------------------------------------------------- checks
 
 
-def check_frame(df, steps: int, keys: list[str], first: int = 0) -> str:
+def check_frame(df, steps: int, keys: list[str]) -> str:
     """'' if ``df`` has ``steps`` rows with ``keys`` and the right last row, else why not."""
     if len(df) != steps:
         return f"{len(df)} rows, not {steps}"
@@ -315,7 +315,7 @@ def check_frame(df, steps: int, keys: list[str], first: int = 0) -> str:
         return f"columns missing: {missing[:3]}"
     if steps:
         last = df.iloc[-1]
-        want = row(first + steps - 1, keys)
+        want = row(steps - 1, keys)
         bad = [k for k in keys if abs(float(last[k]) - want[k]) > 1e-5 * max(1.0, abs(want[k]))]
         if bad:
             return f"last row wrong in {bad[:3]}"

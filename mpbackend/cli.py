@@ -56,6 +56,7 @@ _err_console: Console | None = None
 
 
 def out() -> Console:
+    """The console for results (stdout)."""
     global _console
     if _console is None:
         # Piped output is not cut to 80 columns: a row stays one line for grep and friends.
@@ -65,9 +66,10 @@ def out() -> Console:
 
 
 def err() -> Console:
+    """The console for notes, warnings and the progress bar (stderr)."""
     global _err_console
     if _err_console is None:
-        _err_console = Console(stderr=True, highlight=False)
+        _err_console = Console(stderr=True, highlight=False, soft_wrap=True)
     return _err_console
 
 
@@ -153,10 +155,11 @@ def fmt(value: Any) -> str:
     """A value for a table cell: short, one line."""
     if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
         return " ".join(f"{k}={fmt(v)}" for k, v in value.items())
-    return report._fmt(value)
+    return report.format_value(value)
 
 
 def when(ts: float | None) -> str:
+    """A timestamp as local date and time."""
     return "" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
@@ -176,12 +179,14 @@ def state_text(run: ApiRun) -> Text:
 
 
 def escape(text: str) -> str:
+    """``text`` with rich markup characters escaped (names, paths, values)."""
     from rich.markup import escape as rich_escape
 
     return rich_escape(str(text))
 
 
 def kv_table(title: str, items: Sequence[tuple[str, Any]]) -> Table:
+    """A two-column key/value table; rich Text values keep their style."""
     table = Table(title=title, title_justify="left", show_header=False, box=None,
                   padding=(0, 2, 0, 0))
     table.add_column(style="bold", overflow="fold")
@@ -248,7 +253,7 @@ def ls_cmd(root: str, project: str | None, states: tuple[str, ...], tags: tuple[
                          else "left")
     for run in shown:
         table.add_row(escape(run.id), escape(run.name), escape(run.project), state_text(run),
-                      str(run.step), report._duration(report.runtime(run)),
+                      str(run.step), report.duration(report.runtime(run)),
                       when(run.created_at),
                       *(escape(fmt(_summary_value(run, m))) for m in metrics))
     out().print(table)
@@ -276,7 +281,7 @@ def show_cmd(root: str, run_ref: str) -> None:
         ("id", run.id), ("name", run.name), ("project", run.project),
         ("state", state_text(run)), ("dir", run.dir),
         ("created", when(run.created_at)), ("updated", when(run.updated_at)),
-        ("runtime", report._duration(report.runtime(run))), ("steps", run.step),
+        ("runtime", report.duration(report.runtime(run))), ("steps", run.step),
         ("rows", rows)]
     for key in ("tags", "notes", "group", "job_type", "host", "pid"):
         value = run._info.get(key)

@@ -147,6 +147,7 @@ def run_label(run: Any) -> str:
 
 
 def colour(i: int) -> str:
+    """The line colour of the ``i``-th run in a plot or report."""
     return PALETTE[i % len(PALETTE)]
 
 
@@ -205,7 +206,8 @@ def plot_png(runs: Sequence[Any], keys: Sequence[str], output: str, x: str = "_s
 # -- HTML --------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A value as short text for a table: numbers to 6 digits, long JSON cut."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -218,7 +220,8 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """Seconds as 12.3s, 4m05s or 1h02m03s ("" when unknown)."""
     if seconds is None or not math.isfinite(seconds):
         return ""
     seconds = max(0.0, seconds)
@@ -337,9 +340,9 @@ def _run_table(runs: Sequence[Any], keys: Sequence[str]) -> str:
         cells = [_swatch(i), html.escape(run.name), html.escape(run.id),
                  html.escape(run.project),
                  f'<span class="state {html.escape(run.state)}">{html.escape(run.state)}</span>',
-                 str(run.step), _duration(runtime(run)),
+                 str(run.step), duration(runtime(run)),
                  time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at))]
-        cells += [html.escape(_fmt(run.summary.get(k))) for k in shown]
+        cells += [html.escape(format_value(run.summary.get(k))) for k in shown]
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -358,7 +361,7 @@ def _config_table(runs: Sequence[Any]) -> str:
         differs = len({json.dumps(v, default=str, sort_keys=True) for v in values}) > 1
         out.append(f'<tr{" class=differs" if differs and len(runs) > 1 else ""}>'
                    f"<th>{html.escape(key)}</th>")
-        out += [f"<td>{html.escape(_fmt(v))}</td>" for v in values]
+        out += [f"<td>{html.escape(format_value(v))}</td>" for v in values]
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)

@@ -35,6 +35,7 @@ from .errors import Error, UsageError
 from .internal import GOALS, SUMMARY_OPS
 from .settings import Settings
 from .setup import setup
+from .store import make_dirs
 
 log = logging.getLogger("mpbackend")
 _PLAIN = frozenset({float, int, str, bool, type(None)})
@@ -774,7 +775,7 @@ def init(project: str | None = None, name: str | None = None, id: str | None = N
     else:
         created = not os.path.isdir(run_dir)
         try:
-            os.makedirs(run_dir, exist_ok=True)
+            make_dirs(run_dir)
         except OSError as exc:
             raise PermissionError(f"cannot create the run directory {run_dir}: {exc}") from exc
         if not os.access(run_dir, os.W_OK):

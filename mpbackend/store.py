@@ -127,6 +127,27 @@ def to_json(value: Any) -> str:
     return json.dumps(value, allow_nan=True, separators=(",", ":"), default=str)
 
 
+def make_dirs(path: str) -> None:
+    """Create ``path`` and its missing parents with mode 0o755 (at most; the umask may
+    take more away), so that no umask, not even 0, leaves a run's directories
+    world-writable. ``os.makedirs`` gives its mode to the last directory only.
+    """
+    path = os.path.abspath(path)
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o755)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+
+
 def _swap(arr: array) -> array:
     if sys.byteorder != "little":
         arr.byteswap()
@@ -250,7 +271,7 @@ class RunWriter:
         """
         self.path = db_path(run_dir)
         try:
-            os.makedirs(run_dir, mode=0o755, exist_ok=True)
+            make_dirs(run_dir)
             self._conn = _connect(self.path, readonly=False)
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")

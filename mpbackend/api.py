@@ -120,6 +120,11 @@ class ApiRun:
     def path(self) -> str:
         return f"{self.project}/{self.id}"
 
+    @property
+    def info(self) -> dict[str, Any]:
+        """Every stored field of the run (host, pid, ``extra`` with drop counts, ...)."""
+        return dict(self._info)
+
     def __repr__(self) -> str:
         return f"<ApiRun {self.path} ({self.state})>"
 

@@ -9,13 +9,14 @@ a bad value fails at the call, never silently in a background thread), and
 
 **rec_q** (``BatchQueue``) has many writers: the user process and every child
 that holds the run, any of which may be killed at any moment. A writer holds a
-cross-process lock while it writes one frame, and records its pid in shared
-memory while it does. A writer that waits too long for the lock checks that pid
-and, if the holder is dead, releases the lock for it. A writer killed in the
-middle of a frame leaves a torn frame in the pipe; every frame therefore starts
-with a magic marker and carries its length and a CRC-32 of its body, and the
-reader drops what does not check out and resumes at the next marker. A SIGKILLed
-DataLoader worker costs at most its own unsent records, never the queue.
+cross-process lock (``FileLock``: ``flock`` on an anonymous file) while it writes
+one frame; the kernel releases it when its holder dies, so a writer killed while
+holding it cannot block the others. A writer killed in the middle of a frame
+leaves a torn frame in the pipe; every frame therefore starts with a magic marker
+and carries its length and a CRC-32 of its body, and the reader drops what does
+not check out and resumes at the next marker. A SIGKILLed DataLoader worker costs
+at most its own unsent records, never the queue. (No POSIX semaphore is used, so
+no resource-tracker process is started for it.)
 
 **rsp_q** (``ReplyQueue``) has one writer, the service, and one reader, the
 Router: a plain one-way ``multiprocessing.Pipe``.
@@ -30,11 +31,10 @@ import fcntl
 import multiprocessing.connection
 import os
 import struct
+import time
 import zlib
-from multiprocessing import context
+from multiprocessing import context, reduction
 from multiprocessing.context import BaseContext
-
-import psutil
 
 MAGIC = b"\xfeMPBKQ\x01\xff"
 _HEADER = struct.Struct("<8sII")  # magic, body length, crc32 of the body
@@ -43,11 +43,63 @@ PIPE_SIZE = 1 << 20
 _READ = 1 << 20
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+class FileLock:
+    """A lock between processes that dies with its holder: ``flock`` on an anonymous file.
+
+    flock locks belong to an open file description, which ``fork`` and fd passing
+    share; so each process opens the file anew (``/proc/self/fd/N``) the first
+    time it locks, and processes exclude one another. When a holder dies, the
+    kernel closes its descriptors and the lock is free. It travels to a child
+    only as the child is created, like the pipe.
+    """
+
+    def __init__(self) -> None:
+        self._fd = os.memfd_create("mpbackend-lock", os.MFD_CLOEXEC)
+        self._pid = 0
+        self._own = -1  # this process's own description of the file
+
+    def __getstate__(self) -> reduction.DupFd:
+        context.assert_spawning(self)
+        return reduction.DupFd(self._fd)
+
+    def __setstate__(self, dupfd: reduction.DupFd) -> None:
+        self._fd = dupfd.detach()
+        self._pid = 0
+        self._own = -1
+
+    def _mine(self) -> int:
+        if self._pid != os.getpid():
+            if self._own >= 0:  # inherited by fork: the parent's description, not ours
+                try:
+                    os.close(self._own)
+                except OSError:
+                    pass
+            self._own = os.open(f"/proc/self/fd/{self._fd}", os.O_RDWR | os.O_CLOEXEC)
+            self._pid = os.getpid()
+        return self._own
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock; False if another process held it for ``timeout`` seconds."""
+        fd = self._mine()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + timeout
+        pause = 5e-5
+        while True:
+            time.sleep(pause)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+            pause = min(pause * 2, 0.005)
+
+    def release(self) -> None:
+        fcntl.flock(self._own, fcntl.LOCK_UN)
 
 
 class BatchQueue:
@@ -61,8 +113,7 @@ class BatchQueue:
             pass
         self._reader: multiprocessing.connection.Connection | None = reader
         self._writer: multiprocessing.connection.Connection | None = writer
-        self._wlock = ctx.Lock()
-        self._holder = ctx.RawValue("q", 0)  # pid of the writer holding the lock
+        self._wlock = FileLock()
         self._buf = bytearray()
         self._pos = 0
         self._clean = 0
@@ -72,10 +123,10 @@ class BatchQueue:
         # Each side closes the end it does not use; a child gets the ends still open.
         return (None if self._reader is None or self._reader.closed else self._reader,
                 None if self._writer is None or self._writer.closed else self._writer,
-                self._wlock, self._holder)
+                self._wlock)
 
     def __setstate__(self, state: tuple) -> None:
-        self._reader, self._writer, self._wlock, self._holder = state
+        self._reader, self._writer, self._wlock = state
         self._buf = bytearray()
         self._pos = 0
         self._clean = 0
@@ -88,21 +139,6 @@ class BatchQueue:
 
     # -- writers ---------------------------------------------------------------
 
-    def _acquire(self, timeout: float) -> bool:
-        if self._wlock.acquire(timeout=timeout):
-            return True
-        holder = self._holder.value
-        if holder and holder != os.getpid() and not _alive(holder):
-            # Its holder died while writing: free the lock (once, whoever sees it first).
-            if self._holder.value == holder:
-                self._holder.value = 0
-                try:
-                    self._wlock.release()
-                except ValueError:
-                    pass
-            return self._wlock.acquire(timeout=timeout)
-        return False
-
     def put_bytes(self, data: bytes, timeout: float) -> bool:
         """Write one frame; False if the lock could not be had within ``timeout`` s.
 
@@ -110,9 +146,8 @@ class BatchQueue:
         """
         assert self._writer is not None
         head = _HEADER.pack(MAGIC, len(data), zlib.crc32(data))
-        if not self._acquire(timeout):
+        if not self._wlock.acquire(timeout):
             return False
-        self._holder.value = os.getpid()
         try:
             fd = self._writer.fileno()
             for part in (head, data):
@@ -120,7 +155,6 @@ class BatchQueue:
                 while view:
                     view = view[os.write(fd, view):]
         finally:
-            self._holder.value = 0
             self._wlock.release()
         return True
 

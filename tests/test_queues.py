@@ -49,23 +49,23 @@ def test_eof_when_every_writer_is_gone():
         q.get_bytes()
 
 
-def _hold_the_lock_and_hang(q: BatchQueue) -> None:
-    q._wlock.acquire()
-    q._holder.value = os.getpid()
+def _hold_the_lock_and_hang(q: BatchQueue, held) -> None:
+    assert q._wlock.acquire(timeout=5)
+    held.set()
     time.sleep(60)
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_a_lock_held_by_a_dead_writer_is_freed(method):
     ctx = multiprocessing.get_context(method)
     q = BatchQueue(ctx)
-    child = ctx.Process(target=_hold_the_lock_and_hang, args=(q,), daemon=True)
+    q.put_bytes(b"before", timeout=1)  # the parent has locked once before the fork
+    assert q.get_bytes() == b"before"
+    held = ctx.Event()
+    child = ctx.Process(target=_hold_the_lock_and_hang, args=(q, held), daemon=True)
     child.start()
     try:
-        deadline = time.monotonic() + 30
-        while q._holder.value != child.pid and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert q._holder.value == child.pid
+        assert held.wait(30)
         assert q.put_bytes(b"blocked", timeout=0.2) is False  # alive: the lock is its own
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)
@@ -77,3 +77,34 @@ def test_a_lock_held_by_a_dead_writer_is_freed(method):
         if child.is_alive():
             child.kill()
         child.join(5)
+
+
+def _write_frames(q: BatchQueue, tag: int, n: int) -> None:
+    for i in range(n):
+        body = f"{tag}:{i}:".encode() + bytes([tag]) * 150_000  # far above PIPE_BUF
+        assert q.put_bytes(body, timeout=30)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_writers_in_many_processes_never_interleave(method):
+    """Frames larger than the pipe's atomic size, from 4 processes at once, all arrive whole."""
+    ctx = multiprocessing.get_context(method)
+    q = BatchQueue(ctx)
+    writers = [ctx.Process(target=_write_frames, args=(q, tag, 30), daemon=True)
+               for tag in range(1, 5)]
+    for w in writers:
+        w.start()
+    try:
+        got = {}
+        for _ in range(4 * 30):
+            body = q.get_bytes()
+            tag, i, rest = body.split(b":", 2)
+            assert rest == bytes([int(tag)]) * 150_000
+            got.setdefault(int(tag), []).append(int(i))
+        assert got == {tag: list(range(30)) for tag in range(1, 5)}
+    finally:
+        for w in writers:
+            w.join(10)
+            if w.is_alive():
+                w.kill()
+                w.join(5)

@@ -3,7 +3,7 @@ r"""The service process: its entry point ``serve`` and StreamMux, its main loop.
     rec_q --(reader thread)--> inbox --(main thread: StreamMux)--> Internal[run 1] --> run.db
                                                            |  \--> Internal[run N] --> run.db
     rsp_q <-- Ready, Response(uuid), Notice -----------------+
-    watchdog thread: is the user process alive? (psutil)
+    watchdog thread: is the user process alive? (a pidfd, or psutil)
     system thread: samples machine and process figures (mpbackend.system), written at commits
 
 Four threads, one job each:
@@ -14,9 +14,10 @@ Four threads, one job each:
 * the **main thread** (StreamMux) unpacks each batch, hands records to the
   Internal of their stream, answers requests on rsp_q in the order they were
   sent, and commits every ``commit_interval``;
-* the **watchdog** polls the user process with psutil. When it is gone (even
-  SIGKILLed), the main thread stores whatever reached the queue (bounded by
-  ``DRAIN_SECONDS``), marks every open run ``crashed`` and the process exits.
+* the **watchdog** waits on a pidfd of the user process (psutil polling where
+  there is none). When it is gone (even SIGKILLed), the main thread stores
+  whatever reached the queue (bounded by ``DRAIN_SECONDS``), marks every open
+  run ``crashed`` and the process exits.
 * the **system** thread (``mpbackend.system``; off when ``system_interval`` is 0)
   samples the machine and the training process tree; the main thread writes the
   samples to the open runs at its commits, and takes one more as a run ends.
@@ -33,12 +34,11 @@ import logging
 import os
 import pickle
 import queue
+import select
 import signal
 import threading
 import time
 from typing import Any
-
-import psutil
 
 from . import messages as m
 from .internal import Internal, plain
@@ -91,15 +91,35 @@ def _read(rec_q: BatchQueue, inbox: queue.Queue, stop: threading.Event) -> None:
 
 def _watch(user_pid: int, interval: float, died: threading.Event,
            stop: threading.Event) -> None:
-    """Watchdog thread: set ``died`` when the user process is gone (or a zombie)."""
+    """Watchdog thread: set ``died`` when the user process is gone (or a zombie).
+
+    A pidfd (Linux 5.3+) becomes readable the moment the process ends, so death
+    is seen at once; without one, psutil polls every ``interval`` seconds.
+    """
     try:
-        proc = psutil.Process(user_pid)
-        while not stop.wait(interval):
-            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
-                break
-    except psutil.Error:
-        pass
-    died.set()
+        pidfd = os.pidfd_open(user_pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        if pidfd is not None:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            while not stop.is_set() and not poller.poll(interval * 1000):
+                pass
+        else:
+            import psutil
+
+            try:
+                proc = psutil.Process(user_pid)
+                while not stop.wait(interval):
+                    if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                        break
+            except psutil.Error:
+                pass
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+        died.set()
 
 
 class StreamMux:

@@ -68,9 +68,12 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
 from .store import StoreError
+
+# psutil is imported by the sampler thread (``_import_psutil``), after the service
+# has said it is ready, so that its import does not delay the service's start.
+psutil: Any = None
+_GONE: tuple[type[BaseException], ...] = ()
 
 log = logging.getLogger("mpbackend.service")
 
@@ -81,7 +84,14 @@ MAX_QUEUED_SAMPLES = 1000
 MAX_UNWRITTEN_SAMPLES = 10_000
 # How long a run that ends at once waits for its start sample to be taken.
 START_WAIT = 1.0
-_GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied)
+
+
+def _import_psutil() -> None:
+    global psutil, _GONE
+    import psutil as module
+
+    psutil = module
+    _GONE = (module.NoSuchProcess, module.ZombieProcess, module.AccessDenied)
 
 
 class Sample:
@@ -173,6 +183,8 @@ class Sampler:
     """
 
     def __init__(self, user_pid: int, exclude_pid: int) -> None:
+        if psutil is None:
+            _import_psutil()
         self.user_pid = user_pid
         self.exclude_pid = exclude_pid
         self._lock = threading.Lock()
@@ -377,6 +389,7 @@ class SystemMonitor:
         self._asked = 0
         self._served = 0
         self._thread: threading.Thread | None = None
+        self._failed = False  # the sampler could not start: no samples at all
 
     @classmethod
     def create(cls, user_pid: int, settings: Any,
@@ -388,11 +401,7 @@ class SystemMonitor:
         return cls(user_pid, interval, notice)
 
     def start(self) -> None:
-        try:
-            self._sampler = Sampler(self.user_pid, os.getpid())
-        except Exception:
-            log.debug("system metrics: the sampler could not start", exc_info=True)
-            return
+        """Start the sampler thread; it makes its Sampler (psutil) before sampling."""
         self._thread = threading.Thread(target=self._loop, name="mpbackend-system",
                                         daemon=True)
         self._thread.start()
@@ -410,8 +419,14 @@ class SystemMonitor:
 
     def _loop(self) -> None:
         """Sampler thread: a sample every ``interval`` while a run is open, or when woken."""
-        sampler = self._sampler
-        assert sampler is not None
+        try:
+            self._sampler = sampler = Sampler(self.user_pid, os.getpid())
+        except Exception:
+            log.debug("system metrics: the sampler could not start", exc_info=True)
+            with self._taken:
+                self._failed = True
+                self._taken.notify_all()
+            return
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
@@ -432,7 +447,7 @@ class SystemMonitor:
 
     def opened(self, internal: Any) -> None:
         """A run opened: take a sample for it now (in the sampler thread)."""
-        if self._sampler is None:
+        if self._thread is None or self._failed:
             return
         with self._taken:
             self._asked += 1
@@ -459,11 +474,12 @@ class SystemMonitor:
             return
         try:
             with self._taken:  # a run shorter than a sample: wait for its start sample
-                self._taken.wait_for(lambda: self._served >= state.asked
+                self._taken.wait_for(lambda: self._served >= state.asked or self._failed
                                      or self._thread is None or not self._thread.is_alive(),
                                      timeout=START_WAIT)
             self.write()
-            state.unwritten.append(state.row(self._sampler.sample()))
+            if self._sampler is not None:
+                state.unwritten.append(state.row(self._sampler.sample()))
         except Exception:
             log.debug("system metrics: the last sample of run %s failed", internal.id,
                       exc_info=True)

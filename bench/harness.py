@@ -379,15 +379,17 @@ def fmt_workload(workload: str, res: dict[str, list[dict]], n: int, args) -> lis
                         else f"all logged rows ({min(logged):,} to {max(logged):,}) in "
                              f"{len(ok)}/{len(ok)} runs")
         else:
-            verified = "**" + "; ".join(sorted({f"{r['rows']} of {r['steps']}: {r['verify_note']}"
-                                                for r in ok})) + "**"
+            bad = [r for r in ok if r["rows"] != r["steps"] or "MISMATCH" in r["verify_note"]]
+            verified = (f"**MISMATCH in {len(bad)} of {len(ok)} runs**, e.g. {bad[0]['rows']:,} "
+                        f"rows read back of {bad[0]['steps']:,} logged: {bad[0]['verify_note']}")
             warned = sorted({w for r in ok for w in r.get("warnings", [])})
             if warned:
-                verified += f" (stderr: {warned[0]})"
-        if any(r["capped"] for r in ok):
-            verified = (f"**capped** at the {args.workload_seconds:.0f} s bound: "
-                        f"{med(ok, 'steps'):,.0f} of {target:,} rows logged (median); "
-                        + verified)
+                verified += f" (its stderr: {warned[0]})"
+        capped = [r for r in ok if r["capped"]]
+        if capped:
+            verified = (f"**capped** at the {args.workload_seconds:.0f} s bound in "
+                        f"{len(capped)} of {len(ok)} runs: median {med(ok, 'steps'):,.0f} of "
+                        f"{target:,} rows logged; " + verified)
         failed = [r["error"] for r in runs if "error" in r]
         if failed:
             verified += f"; **{len(failed)} of {len(runs)} runs failed**: {failed[0][:150]}"

@@ -17,7 +17,6 @@ logs into the run counts.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import os
@@ -28,7 +27,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from multiprocessing.context import get_spawning_popen
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import messages as m
 from .errors import Error, UsageError
@@ -376,8 +375,7 @@ class Summary(MutableMapping):
         return f"Summary({self._current()!r})"
 
 
-@dataclasses.dataclass(frozen=True)
-class Metric:
+class Metric(NamedTuple):
     """What ``define_metric`` defined (its return value)."""
 
     name: str

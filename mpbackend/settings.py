@@ -8,12 +8,14 @@ the same values.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 START_METHODS = ("spawn", "fork", "forkserver")
+FIELDS = ("start_method", "dir", "start_timeout", "request_timeout", "exit_timeout",
+          "buffer_bytes", "buffer_policy", "send_interval", "batch_records", "commit_interval",
+          "watchdog_interval", "max_array_size", "max_restarts", "system_interval", "quiet")
+_FROM_ENV: Any = object()  # a default read from the environment when the Settings is made
 BUFFER_POLICIES = ("block", "drop")
 
 
@@ -36,9 +38,11 @@ def _env_interval(name: str, default: float) -> float | None:
                          ) from None
 
 
-@dataclass
 class Settings:
     """What a user may tune. Unknown wandb settings passed as a dict are ignored.
+
+    A plain class rather than a dataclass: the service process imports this module
+    as it starts, and the dataclasses module (with inspect) costs it ~10 ms.
 
     Attributes:
         start_method: how the service process starts: ``spawn`` (default),
@@ -72,8 +76,11 @@ class Settings:
             environment ``MPBACKEND_SILENT=1`` does the same.
     """
 
-    start_method: str = field(default_factory=lambda: _env("MPBACKEND_START_METHOD", "spawn"))
-    dir: str = field(default_factory=lambda: _env("MPBACKEND_DIR", "mpruns"))
+    # The defaults (an instance has its own values; these three come from the
+    # environment when it is made).
+    start_method: str = "spawn"
+    dir: str = "mpruns"
+    system_interval: float | None = 2.0
     start_timeout: float = 60.0
     request_timeout: float = 30.0
     exit_timeout: float = 30.0
@@ -85,11 +92,53 @@ class Settings:
     watchdog_interval: float = 0.1
     max_array_size: int = 10_000
     max_restarts: int = 3
-    system_interval: float | None = field(
-        default_factory=lambda: _env_interval("MPBACKEND_SYSTEM_INTERVAL", 2.0))
     quiet: bool = False
 
-    def __post_init__(self) -> None:
+    def __init__(self, start_method: str | None = None, dir: str | None = None,
+                 start_timeout: float = start_timeout, request_timeout: float = request_timeout,
+                 exit_timeout: float = exit_timeout, buffer_bytes: int = buffer_bytes,
+                 buffer_policy: str = buffer_policy, send_interval: float = send_interval,
+                 batch_records: int = batch_records, commit_interval: float = commit_interval,
+                 watchdog_interval: float = watchdog_interval,
+                 max_array_size: int = max_array_size, max_restarts: int = max_restarts,
+                 system_interval: Any = _FROM_ENV, quiet: bool = quiet) -> None:
+        """``start_method``, ``dir`` and ``system_interval`` left out come from the
+        environment (see above); every value is checked here (ValueError)."""
+        self.start_method = (start_method if start_method is not None
+                             else _env("MPBACKEND_START_METHOD", Settings.start_method))
+        self.dir = dir if dir is not None else _env("MPBACKEND_DIR", Settings.dir)
+        self.start_timeout = start_timeout
+        self.request_timeout = request_timeout
+        self.exit_timeout = exit_timeout
+        self.buffer_bytes = buffer_bytes
+        self.buffer_policy = buffer_policy
+        self.send_interval = send_interval
+        self.batch_records = batch_records
+        self.commit_interval = commit_interval
+        self.watchdog_interval = watchdog_interval
+        self.max_array_size = max_array_size
+        self.max_restarts = max_restarts
+        self.system_interval = (_env_interval("MPBACKEND_SYSTEM_INTERVAL",
+                                              Settings.system_interval)
+                                if system_interval is _FROM_ENV else system_interval)
+        self.quiet = quiet
+        self._check()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting by name."""
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
+
+    def _check(self) -> None:
         if self.start_method not in START_METHODS:
             raise ValueError(
                 f"start_method must be one of {START_METHODS}, not {self.start_method!r}"
@@ -117,10 +166,9 @@ class Settings:
         if value is None:
             base: dict[str, Any] = {}
         elif isinstance(value, Settings):
-            base = dataclasses.asdict(value)
+            base = value.as_dict()
         elif isinstance(value, dict):
-            known = {f.name for f in dataclasses.fields(cls)}
-            base = {k: v for k, v in value.items() if k in known}
+            base = {k: v for k, v in value.items() if k in FIELDS}
         else:
             raise TypeError(f"settings must be a mpbackend.Settings or a dict, not {type(value)}")
         base.update({k: v for k, v in overrides.items() if v is not None})

@@ -242,6 +242,7 @@ class Internal:
             "run_group": spec.get("group"), "job_type": spec.get("job_type"),
             "host": spec.get("host"), "pid": self.owner_pid,
         }, resume=resuming)
+        self.writer.time_base = self.runtime_before - self.start_time
         if resuming:
             self.writer.update_run(config=self.config)
         self._pending: dict[int, tuple[dict[str, Any], float, Any]] = {}
@@ -261,42 +262,50 @@ class Internal:
         """
         warnings = []
         simple = not self.metrics.defs
-        base = self.runtime_before - self.start_time
-        last = self.last
         child = pid != self.owner_pid
         batch: list[dict[str, Any]] = []
+        times: list[float] = []
         floats = not child  # every row in batch holds floats only
+        floats_op = m.HISTORY_FLOATS
         for record in records:
-            if simple and record[3] is None and record[4] is None and not self._pending:
-                row = record[2]
+            op, _, row, step, commit, ts = record
+            if simple and step is None and commit is None and not self._pending:
                 if row:
-                    if record[0] != m.HISTORY_FLOATS:
+                    if op != floats_op:
                         floats = False
-                    ts = record[5]
-                    row["_runtime"] = base + ts
-                    row["_timestamp"] = ts
                     if child:
                         row["_pid"] = pid
                         if worker is not None:
                             row["_worker"] = worker
-                    last.update(row)
                     batch.append(row)
+                    times.append(ts)
                 continue
             if batch:
-                self._extend(batch, floats)
-                batch = []
+                self._extend(batch, times, floats)
+                batch, times = [], []
                 floats = not child
-            warning = self.history(pid, worker, record[2], record[3], record[4], record[5])
+            warning = self.history(pid, worker, row, step, commit, ts)
             if warning:
                 warnings.append(warning)
         if batch:
-            self._extend(batch, floats)
+            self._extend(batch, times, floats)
         return warnings
 
-    def _extend(self, rows: list[dict[str, Any]], floats: bool) -> None:
-        self.writer.extend(self.step, rows, floats)
+    def _extend(self, rows: list[dict[str, Any]], times: list[float], floats: bool) -> None:
+        """Hand rows (their ``_timestamp``s in ``times``) to the store; update ``last``."""
+        self.writer.extend(self.step, rows, times, floats)
         self.step += len(rows)
-        self.last["_step"] = self.step - 1
+        last = self.last
+        final = rows[-1]
+        keys = final.keys()
+        if all(map(keys.__eq__, map(dict.keys, rows))):  # the same keys in every row
+            last.update(final)
+        else:
+            for row in rows:
+                last.update(row)
+        last["_runtime"] = self.runtime_before + times[-1] - self.start_time
+        last["_timestamp"] = times[-1]
+        last["_step"] = self.step - 1
 
     def history(self, pid: int, worker: Any, data: dict[str, Any], step: int | None,
                 commit: bool | None, ts: float) -> str | None:

@@ -210,11 +210,14 @@ class _Chunk:
     append, and the rows become columns once per write, mostly in C.
     """
 
-    __slots__ = ("steps", "rows", "parts", "written", "mixed")
+    __slots__ = ("steps", "rows", "times", "parts", "written", "mixed")
 
     def __init__(self) -> None:
         self.steps: list[int] = []
         self.rows: list[dict[str, Any]] = []
+        # The _timestamp of each row that came through ``extend`` (its dict has no
+        # _runtime/_timestamp), None for a row from ``append`` (its dict has them).
+        self.times: list[float | None] = []
         self.parts: list[int] = []  # chunk numbers its rows were written under so far
         self.written = 0  # rows already in the store
         self.mixed = -1  # the last row not known to hold floats only
@@ -249,11 +252,31 @@ def _columns(rows: list[dict[str, Any]], floats: bool
     return columns
 
 
-def _rows_of(number: int, steps: list[int], rows: list[dict[str, Any]], floats: bool
+def _rows_of(number: int, steps: list[int], rows: list[dict[str, Any]],
+             times: list[float | None], time_base: float, floats: bool
              ) -> tuple[tuple, list[tuple]]:
-    """The history_chunk row and history_column rows of one chunk."""
+    """The history_chunk row and history_column rows of one chunk.
+
+    ``_runtime`` (``time_base + _timestamp``) and ``_timestamp`` come from
+    ``times`` where the rows do not hold them.
+    """
     n = len(steps)
-    columns = _columns(rows, floats)
+    if None not in times:
+        columns = _columns(rows, floats)
+        clock = {"_runtime": (None, [time_base + t for t in times], "f8"),
+                 "_timestamp": (None, times, "f8")}
+        first = len(rows[0])
+        if first < len(columns):  # as if in the rows: after the first row's keys
+            items = list(columns.items())
+            columns = {**dict(items[:first]), **clock, **dict(items[first:])}
+        else:
+            columns.update(clock)
+    else:
+        for row, ts in zip(rows, times):
+            if ts is not None:
+                row["_runtime"] = time_base + ts
+                row["_timestamp"] = ts
+        columns = _columns(rows, False)
     head = (number, steps[0], steps[-1], n, _swap(array("q", steps)).tobytes(),
             to_json(list(columns)))
     return head, [(number, key, *_encode(positions, values, n, kind))
@@ -304,6 +327,7 @@ class RunWriter:
         self._run_updates: dict[str, Any] = {}
         self.rows_pending = 0
         self.lost_rows = 0  # dropped because the store could not be written
+        self.time_base = 0.0  # _runtime = time_base + _timestamp, for rows from extend()
 
     def _check_schema(self) -> None:
         conn = self._conn
@@ -322,20 +346,27 @@ class RunWriter:
         chunk = self._open
         chunk.steps.append(step)
         chunk.rows.append(row)
+        chunk.times.append(None)
         chunk.mixed = len(chunk.rows) - 1
         self.rows_pending += 1
         if len(chunk.rows) >= CHUNK_ROWS:
             self._sealed.append(chunk)
             self._open = _Chunk()
 
-    def extend(self, step: int, rows: list[dict[str, Any]], floats: bool = False) -> None:
-        """Add committed rows at ``step``, ``step + 1``, ... (as ``append`` each).
+    def extend(self, step: int, rows: list[dict[str, Any]], times: list[float],
+               floats: bool = False) -> None:
+        """Add committed rows at ``step``, ``step + 1``, ... with their ``_timestamp``s.
 
-        ``floats``: every value in ``rows`` is known to be a float.
+        The rows hold the logged keys only; ``_runtime`` and ``_timestamp`` are
+        made from ``times`` as the rows are written. ``floats``: every value in
+        ``rows`` is known to be a float.
         """
         while rows:
             chunk = self._open
-            take = rows[:CHUNK_ROWS - len(chunk.rows)]
+            room = CHUNK_ROWS - len(chunk.rows)
+            take = rows[:room]
+            chunk.times.extend(times[:room])
+            times = times[room:]
             chunk.rows.extend(take)
             if not floats:
                 chunk.mixed = len(chunk.rows) - 1
@@ -380,7 +411,8 @@ class RunWriter:
                 dropped.extend(chunk.parts[1:])
             else:
                 number, next_number = next_number, next_number + 1
-            head, cols = _rows_of(number, chunk.steps, chunk.rows, chunk.mixed < 0)
+            head, cols = _rows_of(number, chunk.steps, chunk.rows, chunk.times, self.time_base,
+                                  chunk.mixed < 0)
             heads.append(head)
             columns.extend(cols)
             return number
@@ -396,6 +428,7 @@ class RunWriter:
                 number, next_number = next_number, next_number + 1
                 start = opened.written
                 head, cols = _rows_of(number, opened.steps[start:], opened.rows[start:],
+                                      opened.times[start:], self.time_base,
                                       opened.mixed < start)
                 heads.append(head)
                 columns.extend(cols)

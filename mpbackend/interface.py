@@ -208,7 +208,7 @@ class Interface:
         n = len(q)
         if n == 1:
             self._ready.set()
-        elif n >= self._batch:
+        elif n == self._batch:  # once, as the batch fills
             self._now.set()
 
     def put_row(self, record: tuple) -> None:
@@ -228,7 +228,7 @@ class Interface:
         n = len(q)
         if n == 1:
             self._ready.set()
-        elif n >= self._batch:
+        elif n == self._batch:  # once, as the batch fills
             self._now.set()
 
     def _full(self, size: int) -> bool:

@@ -240,7 +240,9 @@ class StreamMux:
             self._notice("batch", f"a batch of records could not be read and was lost: {exc!r}")
             return
         handlers = self._handlers
-        run: list[tuple] = []  # consecutive log() records of one stream
+        # log() records by stream, in order; applied before any other record, so a
+        # request still sees everything sent before it.
+        runs: dict[str, list[tuple]] = {}
         for record in records:
             if type(record) is not tuple:  # pickled at the call: not a plain row
                 try:
@@ -249,17 +251,20 @@ class StreamMux:
                     self._notice("record", f"a record could not be read in the service and "
                                  f"was lost (is the module of its values importable?): {exc!r}")
                     continue
-            if record[0] == m.HISTORY_FLOATS or record[0] == m.HISTORY:
-                if run and run[0][1] != record[1]:
-                    self._rows(pid, worker, run)
-                    run = []
-                run.append(record)
+            op = record[0]
+            if op == m.HISTORY_FLOATS or op == m.HISTORY:
+                run = runs.get(record[1])
+                if run is None:
+                    runs[record[1]] = [record]
+                else:
+                    run.append(record)
                 continue
-            if run:
-                self._rows(pid, worker, run)
-                run = []
-            handlers[record[0]](pid, worker, record)
-        if run:
+            if runs:
+                for run in runs.values():
+                    self._rows(pid, worker, run)
+                runs = {}
+            handlers[op](pid, worker, record)
+        for run in runs.values():
             self._rows(pid, worker, run)
 
     def _rows(self, pid: int, worker: Any, records: list[tuple]) -> None:

@@ -25,6 +25,7 @@ reaches the bound stops there and is reported as capped with the rows it logged.
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime
 import json
 import os
@@ -491,6 +492,10 @@ def main() -> None:
             notes.append("WARNING: torch is installed in the peers' venv")
     interp = {n: (venv_python(args.venv) if n in PEERS else sys.executable)
               for n in [*libs, "none"]}
+    if "mpbackend" in libs:
+        # An installed package has its bytecode compiled (pip does it), as the peers'
+        # have; a source checkout under PYTHONDONTWRITEBYTECODE would not.
+        compileall.compile_dir(os.path.join(ROOT, "mpbackend"), quiet=1)
 
     results: dict[tuple[str, int], list[dict]] = {}
     caps: dict[tuple[str, int], str] = {}
@@ -575,6 +580,9 @@ def main() -> None:
         procs = ", ".join(bg[lib]) or "none"
         lines.append(f"- **{lib}** {ver}: {HOW[lib]}. Background processes seen: {procs}.")
     lines += [
+        "",
+        "mpbackend runs from this checkout, its modules byte-compiled first (compileall), as "
+        "pip does for an installed package and for the peers.",
         "",
         "Peers run from their own venv (`bench/.venv-peers`, made by this script; torch is "
         "excluded by a pip constraint). Their environment: "

@@ -40,6 +40,8 @@ log = logging.getLogger("mpbackend")
 _PLAIN = frozenset({float, int, str, bool, type(None)})
 _NUMBERS = frozenset({float, int, bool, type(None)})
 _FLOATS = frozenset({float})
+_HISTORY, _HISTORY_FLOATS = m.HISTORY, m.HISTORY_FLOATS
+_time = time.time
 _STR = frozenset({str})
 _pickle_dumps = pickle.dumps
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -532,12 +534,11 @@ class Run:
             # that can change after a shallow copy. The sender thread pickles the
             # row with the rest of its batch.
             if _FLOATS.issuperset(map(type, data.values())):
-                self._interface.put_row((m.HISTORY_FLOATS, self.id, data.copy(), step, commit,
-                                         time.time()))
+                self._interface.put_row((_HISTORY_FLOATS, self.id, data.copy(), step, commit,
+                                         _time()))
                 return
             if _NUMBERS.issuperset(map(type, data.values())):
-                self._interface.put_row((m.HISTORY, self.id, data.copy(), step, commit,
-                                         time.time()))
+                self._interface.put_row((_HISTORY, self.id, data.copy(), step, commit, _time()))
                 return
         if (type(data) is dict and _PLAIN.issuperset(map(type, data.values()))
                 and _STR.issuperset(map(type, data)) and "" not in data):

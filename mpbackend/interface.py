@@ -60,6 +60,8 @@ _pickle_dumps = pickle.dumps
 SMALL = 512
 ROW_KEY_BYTES = 32
 SMALL_ROW = SMALL // ROW_KEY_BYTES
+# Empty wake-ups (of send_interval each) after which the sender waits for a record.
+IDLE_ROUNDS = 20
 _interfaces: weakref.WeakSet[Interface] = weakref.WeakSet()
 
 
@@ -141,8 +143,12 @@ class Interface:
         # runs and once the service is gone, so put() takes the locked path.
         self._room = 0
         self._in_flight = False
-        self._ready = threading.Event()  # the buffer is not empty
+        self._ready = threading.Event()  # the buffer is not empty (wakes an idle sender)
         self._now = threading.Event()  # a batch is full or a request waits
+        # The sender found nothing to send for a while and waits for ``_ready``; while
+        # records keep coming it wakes every send_interval by itself, and log() need
+        # not signal it.
+        self._idle = True
         self._sender: threading.Thread | None = None
         self._closed = False
         self._broken: str | None = None
@@ -200,16 +206,10 @@ class Interface:
         and counted as SMALL bytes against the bound; anything else takes the
         locked path, which also blocks or drops when the buffer is full.
         """
-        q = self._q
-        if len(data) > SMALL or len(q) >= self._room:
+        if len(data) > SMALL or len(self._q) >= self._room:
             self._put_slow(data, False, stream)
             return
-        q.append(data)
-        n = len(q)
-        if n == 1:
-            self._ready.set()
-        elif n == self._batch:  # once, as the batch fills
-            self._now.set()
+        self._push(data)
 
     def put_row(self, record: tuple) -> None:
         """Buffer a history record that is not serialised yet (the hot path of ``log()``).
@@ -220,15 +220,19 @@ class Interface:
         thread pickles it later, together with the rest of its batch. A row of at
         most ``SMALL // ROW_KEY_BYTES`` keys goes lock-free, counted as SMALL bytes.
         """
-        q = self._q
-        if len(record[2]) > SMALL_ROW or len(q) >= self._room:
+        if len(record[2]) > SMALL_ROW or len(self._q) >= self._room:
             self._put_slow(record, False, record[1])
             return
-        q.append(record)
-        n = len(q)
-        if n == 1:
+        self._push(record)
+
+    def _push(self, item: bytes | tuple) -> None:
+        """The lock-free append: wake the sender for a first record and a full batch."""
+        q = self._q
+        q.append(item)
+        if self._idle:
+            self._idle = False
             self._ready.set()
-        elif n == self._batch:  # once, as the batch fills
+        elif len(q) == self._batch:  # once, as the batch fills
             self._now.set()
 
     def _full(self, size: int) -> bool:
@@ -304,18 +308,36 @@ class Interface:
             multiprocessing.util.Finalize(self, self.drain, exitpriority=100)
 
     def _send_loop(self) -> None:
-        """Sender thread: buffer -> rec_q, one batch per wake-up."""
+        """Sender thread: buffer -> rec_q, one batch per wake-up.
+
+        It wakes every ``send_interval`` while records come (sooner for a full
+        batch or a request); after ``IDLE_ROUNDS`` wake-ups with nothing to send
+        it waits for the next record instead.
+        """
         pid = os.getpid()
         worker = _worker_id()
         q = self._q
+        empty = 0
         while True:
-            if not self._ready.wait(0.1) and not q:
-                if self._closed:
-                    return
-                continue
+            if self._idle:
+                if not self._ready.wait(0.1) and not q:
+                    if self._closed:
+                        return
+                    continue
+                self._idle = False
             self._now.wait(self._interval)
             self._ready.clear()
             self._now.clear()
+            if not q:
+                if self._closed:
+                    return
+                empty += 1
+                if empty >= IDLE_ROUNDS:
+                    self._idle = True
+                    if q:  # a record came as we went idle: stay awake
+                        self._idle = False
+                continue
+            empty = 0
             self._in_flight = True
             batch = []
             big = 0

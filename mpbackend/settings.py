@@ -64,7 +64,8 @@ class Settings:
         commit_interval: seconds the service lets history gather before it
             commits a transaction to the store.
         watchdog_interval: seconds between the service's checks that the user
-            process is alive.
+            process is alive where it cannot wait on a pidfd (Linux < 5.3);
+            with one, the death is seen at once.
         max_array_size: the most elements an array or list logged as a value
             may have; it is stored as a list. Larger ones raise ValueError.
         max_restarts: how many times the manager starts a new service when its

@@ -57,6 +57,7 @@ CHUNK_ROWS = 1024
 MAX_PARTS = 32
 # Rows kept in memory while commits fail (a full disk); older ones are dropped, counted.
 MAX_UNWRITTEN_CHUNKS = 256
+WRITER_CACHE_KIB = 256
 DB_NAME = "run.db"
 STATES = ("running", "finished", "failed", "crashed", "interrupted")
 
@@ -298,6 +299,9 @@ class RunWriter:
             self._conn = _connect(self.path, readonly=False)
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
+            # The writer appends: a small page cache is enough, and one service may
+            # hold many runs open (SQLite's default is 2 MB per connection).
+            self._conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             self._conn.executescript(_SCHEMA)
             self._check_schema()
         except (OSError, sqlite3.Error) as exc:

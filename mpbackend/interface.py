@@ -154,7 +154,6 @@ class Interface:
         self._broken: str | None = None
         self.dropped = 0  # records dropped in all: full buffer (drop policy), dead service
         self.dropped_by: dict[str, int] = {}  # the same, per run, where the run is known
-        self.dropped_at_break = 0  # ``dropped`` when the service was last found gone
 
     @property
     def queue(self) -> BatchQueue:
@@ -376,10 +375,9 @@ class Interface:
             for stream in streams:
                 self._drop(stream)
 
-    def reattach(self, rec_q: BatchQueue, router: Router, service_pid: int | None) -> None:
-        """Send to a new service from now on (after the manager restarted it)."""
+    def reattach(self, router: Router, service_pid: int | None) -> None:
+        """Take replies from a new service on the same rec_q (after a restart)."""
         with self._lock:
-            self._rec_q = rec_q
             self._router = router
             self.service_pid = service_pid
             self._broken = None
@@ -391,7 +389,6 @@ class Interface:
         with self._lock:
             if self._broken is None:
                 self._broken = reason
-                self.dropped_at_break = self.dropped
             self._set_room()
             self._space.notify_all()
         self._now.set()

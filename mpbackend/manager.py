@@ -79,49 +79,54 @@ class Manager:
         _hook_sigterm()
 
     def _on_broken(self, reason: str) -> None:
-        """The Router saw the service die: restart it for the open runs, or warn."""
-        self.interface.set_broken(reason)
-        if self._stopped or not self.owner:
+        """The Router saw the service die: restart it for the open runs, or give up.
+
+        While a new service starts, records go on into rec_q (its spare read end
+        here keeps it open), from this process and from its children alike.
+        """
+        if not self.owner:
             return
-        if self.runs and self._restarts < self.settings.max_restarts:
+        if not self._stopped and self.runs and self._restarts < self.settings.max_restarts:
             self._restarts += 1
             self._restarted.clear()
-            threading.Thread(target=self._restart, args=(reason, self.interface.dropped_at_break),
+            threading.Thread(target=self._restart, args=(reason, self.interface.dropped),
                              name="mpbackend-restart", daemon=True).start()
-        else:
+            return
+        self._give_up(reason)
+        if not self._stopped:
             log.warning("mpbackend: %s; what is logged from now on is not stored", reason)
 
-    def _restart(self, reason: str, dropped_before: int) -> None:
-        """Start a new service and resume every open run in it.
+    def _give_up(self, reason: str) -> None:
+        """No service will read rec_q again: writers stop, later records are dropped."""
+        self.interface.set_broken(reason)
+        self.service.rec_q.close_spare()
 
-        The runs are re-opened (``resume="allow"``) through a separate interface
-        before this process's interface is pointed at the new queue, so the
-        new service knows them before any record arrives. Records logged in
-        between were dropped and counted; rows the dead service had received but
-        not committed are lost with it.
+    def _restart(self, reason: str, dropped_before: int) -> None:
+        """Start a new service on the same rec_q and resume every open run in it.
+
+        The new service re-opens the runs (``resume="allow"``) before it reads
+        its first record, then reads what was written to rec_q meanwhile, so a
+        record logged while no service ran is stored, whichever process logged
+        it. Rows the dead service had read but not committed are lost with it.
         """
         try:
+            from .interface import dumps
+
+            specs = tuple(dumps({**run._spec, "resume": "allow",
+                                 "config": run.config.as_dict()})
+                          for run in list(self.runs.values()))
             service = Service(self.settings)
-            service.start()
-            assert service.rec_q is not None and service.rsp_q is not None
+            ready = service.start(self.service.rec_q, specs)
             router = Router(service.rsp_q, service, self._on_broken)
             router.start()
-            bridge = Interface(service.rec_q, router, self.settings, service_pid=service.pid)
-            resumed = []
-            try:
-                for run in list(self.runs.values()):
-                    spec = {**run._spec, "resume": "allow", "config": run.config.as_dict()}
-                    bridge.communicate(m.InformInit(spec), self.settings.start_timeout)
-                    resumed.append(run.id)
-            finally:
-                bridge.close(timeout=1.0)
             self.service, self.router = service, router
-            self.interface.reattach(service.rec_q, router, service.pid)
+            self.interface.reattach(router, service.pid)
             lost = self.interface.dropped - dropped_before
             log.warning("mpbackend: %s; started a new service (pid %d) and resumed run(s) %s; "
                         "%d record(s) logged in between were lost", reason, service.pid,
-                        ", ".join(resumed) or "-", lost)
+                        ", ".join(ready.resumed) or "-", lost)
         except Exception as exc:
+            self._give_up(reason)
             log.warning("mpbackend: %s, and a new service could not be started (%s); what is "
                         "logged from now on is not stored", reason, exc)
         finally:
@@ -202,6 +207,7 @@ class Manager:
                 log.warning("mpbackend: the service did not exit within %g s; killing it",
                             timeout)
                 self.service.kill()
+            self.service.rec_q.close_spare()
             self.interface.close(timeout=0.5)
             self.router.join(timeout=1.0)
 

@@ -95,10 +95,11 @@ class ManagerPoll(NamedTuple):
 
 
 class Ready(NamedTuple):
-    """[2] The service is up: its pid and version."""
+    """[2] The service is up: its pid, version, and the ids of the runs it resumed."""
 
     pid: int
     version: str
+    resumed: tuple[str, ...] = ()
 
 
 class Response(NamedTuple):

@@ -59,8 +59,13 @@ _ERROR_TYPES = (FileExistsError, FileNotFoundError, PermissionError, ValueError,
                 KeyError, StoreError)
 
 
-def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Settings) -> None:
-    """Entry point of the service process ([1]): run StreamMux until stopped."""
+def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Settings,
+          resume: tuple[bytes, ...] = ()) -> None:
+    """Entry point of the service process ([1]): run StreamMux until stopped.
+
+    ``resume``: after a restart, the runs the dead service had open (pickled
+    InformInit specs), re-opened before the first record is read from rec_q.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Past RLIMIT_FSIZE a write fails (and is reported) instead of killing the service.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -69,7 +74,7 @@ def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Setting
     rsp_q.close_reader()
     mux = StreamMux(rec_q, rsp_q, user_pid, settings)
     signal.signal(signal.SIGTERM, mux.on_sigterm)
-    mux.run()
+    mux.run(resume)
 
 
 def _read(rec_q: BatchQueue, inbox: queue.Queue, stop: threading.Event) -> None:
@@ -168,13 +173,16 @@ class StreamMux:
 
     # -- loop ------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, resume: tuple[bytes, ...] = ()) -> None:
+        resumed, failed = self._resume(resume)
         threading.Thread(target=_read, args=(self.rec_q, self.inbox, self.stop),
                          name="mpbackend-reader", daemon=True).start()
         threading.Thread(target=_watch, name="mpbackend-watchdog", daemon=True,
                          args=(self.user_pid, self.settings.watchdog_interval,
                                self.user_died, self.stop)).start()
-        self._send(m.Ready(os.getpid(), __version__))
+        self._send(m.Ready(os.getpid(), __version__, resumed))
+        for text in failed:
+            self._notice("resume", text, limit=len(failed))
         if self.system is not None:
             self.system.start()
         interval = self.settings.commit_interval
@@ -202,6 +210,17 @@ class StreamMux:
             self.stop.set()
             if self.system is not None:
                 self.system.stop()
+
+    def _resume(self, specs: tuple[bytes, ...]) -> tuple[tuple[str, ...], list[str]]:
+        """Re-open the runs of a dead service (``resume="allow"``); their ids, and failures."""
+        resumed, failed = [], []
+        for data in specs:
+            try:
+                spec = pickle.loads(data)
+                resumed.append(self._inform_init(m.InformInit(spec))["id"])
+            except Exception as exc:
+                failed.append(f"a run could not be resumed in the new service: {exc!r}")
+        return tuple(resumed), failed
 
     def _drain(self) -> None:
         """The user is gone: store what is still in the pipe, for at most DRAIN_SECONDS."""

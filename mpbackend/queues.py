@@ -21,6 +21,15 @@ no resource-tracker process is started for it.)
 **rsp_q** (``ReplyQueue``) has one writer, the service, and one reader, the
 Router: a plain one-way ``multiprocessing.Pipe``.
 
+**rec_q outlives its service.** The user process that made it keeps a spare
+read end (``keep_spare``), so the pipe stays open when the service dies: every
+writer, forked and spawned children included, goes on writing into it, and a
+new service started on the same queue (``open_reader``) reads on where the dead
+one stopped, resyncing at the next marker. Only when nobody will read again
+does the owner close the spare (``close_spare``); a writer blocked on the full
+pipe then gets EPIPE and stops. A forked child closes its inherited copy at
+once, so it never keeps a dead queue open.
+
 A queue travels to a child only when the child is created (fork, spawn,
 forkserver); it cannot be sent to a process that is already running.
 """
@@ -32,6 +41,7 @@ import multiprocessing.connection
 import os
 import struct
 import time
+import weakref
 import zlib
 from multiprocessing import context, reduction
 from multiprocessing.context import BaseContext
@@ -114,6 +124,7 @@ class BatchQueue:
         self._reader: multiprocessing.connection.Connection | None = reader
         self._writer: multiprocessing.connection.Connection | None = writer
         self._wlock = FileLock()
+        self._spare = -1  # the owner's spare read end (keep_spare), or -1
         self._buf = bytearray()
         self._pos = 0
         self._clean = 0
@@ -127,6 +138,7 @@ class BatchQueue:
 
     def __setstate__(self, state: tuple) -> None:
         self._reader, self._writer, self._wlock = state
+        self._spare = -1
         self._buf = bytearray()
         self._pos = 0
         self._clean = 0
@@ -221,6 +233,44 @@ class BatchQueue:
     def close_writer(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+    # -- the owner's spare read end ----------------------------------------------
+
+    def keep_spare(self) -> None:
+        """Keep a read end in this process, so the pipe outlives the reader's process."""
+        if self._spare < 0:
+            assert self._reader is not None and not self._reader.closed
+            self._spare = os.dup(self._reader.fileno())  # not inherited by exec
+            _spares.add(self)
+
+    @property
+    def has_spare(self) -> bool:
+        return self._spare >= 0
+
+    def open_reader(self) -> None:
+        """A read end again, from the spare, to hand to a new service process."""
+        assert self._spare >= 0, "no spare read end is kept"
+        self._reader = multiprocessing.connection.Connection(os.dup(self._spare),
+                                                             writable=False)
+
+    def close_spare(self) -> None:
+        """Nobody will read again: let writers blocked on the full pipe fail."""
+        spare, self._spare = self._spare, -1
+        if spare >= 0:
+            _spares.discard(self)
+            os.close(spare)
+
+
+_spares: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child is no reader: its copy of a spare must not keep a dead pipe open."""
+    for q in list(_spares):
+        q.close_spare()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ReplyQueue:

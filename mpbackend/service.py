@@ -3,7 +3,11 @@
     Manager --start()--> Service --multiprocessing.Process(target=mux.serve)--> service process
                                    rec_q (BatchQueue) : user side writes, service reads
                                    rsp_q (ReplyQueue) : service writes, Router reads
-                         <--Ready(pid, version)-- rsp_q
+                         <--Ready(pid, version, resumed)-- rsp_q
+
+rec_q belongs to the user process, not to one service: it keeps a spare read end
+(``BatchQueue.keep_spare``), and a restart starts the new service on the same
+queue, so nothing written to it while no service ran is lost.
 
 The start method is ``spawn`` by default (``fork`` and ``forkserver`` through
 ``Settings.start_method`` or ``MPBACKEND_START_METHOD``). A spawned child
@@ -65,38 +69,51 @@ class Service:
         self.rec_q: BatchQueue | None = None
         self.rsp_q: ReplyQueue | None = None
         self._deadline = 0.0
+        self._own_queue = False  # rec_q was made for this service (not a restart's)
         # The router thread and the main thread may both wait for the exit; one
         # waitpid() at a time, or the loser sees ECHILD and no exit code.
         self._reap_lock = threading.Lock()
 
-    def start(self) -> m.Ready:
+    def start(self, rec_q: BatchQueue | None = None, resume: tuple[bytes, ...] = ()) -> m.Ready:
         """[1] Start the process; [2] return its Ready reply (ServiceError if none comes)."""
-        self.launch()
+        self.launch(rec_q, resume)
         return self.wait_ready()
 
-    def launch(self) -> None:
+    def launch(self, rec_q: BatchQueue | None = None, resume: tuple[bytes, ...] = ()) -> None:
         """[1] Start the process without waiting for it (``wait_ready`` does).
 
         The caller can do its own start-up work while the new interpreter boots.
+        A restart passes the dead service's ``rec_q``, whose spare read end this
+        process kept, and ``resume``: the runs to re-open (pickled InformInit
+        specs) before the new service reads a record.
         """
         ctx = multiprocessing.get_context(self.settings.start_method)
-        self.rec_q = rec_q = BatchQueue(ctx)
+        self._own_queue = rec_q is None
+        if rec_q is None:
+            rec_q = BatchQueue(ctx)
+            rec_q.keep_spare()
+        else:
+            rec_q.open_reader()
+        self.rec_q = rec_q
         self.rsp_q = rsp_q = ReplyQueue(ctx)
         process = ctx.Process(target=serve, name="mpbackend-service", daemon=True,
-                              args=(rec_q, rsp_q, os.getpid(), self.settings))
-        with _start_lock, _main_hidden():
-            process.start()
+                              args=(rec_q, rsp_q, os.getpid(), self.settings, resume))
+        try:
+            with _start_lock, _main_hidden():
+                process.start()
+        finally:
+            # Here only the spare read end of rec_q stays open (the service has its
+            # own), and no write end of rsp_q: the service's death shows as an EOF.
+            rec_q.close_reader()
+            rsp_q.close_writer()
         self.process = process
-        # The service holds the only read end of rec_q and write end of rsp_q, so
-        # its death shows here as a broken pipe and an EOF.
-        rec_q.close_reader()
-        rsp_q.close_writer()
         self._deadline = time.monotonic() + self.settings.start_timeout
 
     def wait_ready(self) -> m.Ready:
         """[2] The launched process's Ready reply; ServiceError if none comes in time."""
         process, rsp_q = self.process, self.rsp_q
-        assert process is not None and rsp_q is not None, "launch() first"
+        assert process is not None and rsp_q is not None and self.rec_q is not None, \
+            "launch() first"
         deadline = self._deadline
         while True:
             left = deadline - time.monotonic()
@@ -112,6 +129,8 @@ class Service:
             if ready or left <= 0:
                 break
         self.kill()
+        if self._own_queue:
+            self.rec_q.close_spare()
         raise ServiceError(
             f"the mpbackend service did not start ({self.settings.start_method}): "
             + (f"no reply within {self.settings.start_timeout:g} s"

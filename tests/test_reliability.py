@@ -350,9 +350,9 @@ def _assert_service_kill_basics(res: dict, history: list[dict]) -> None:
 
 def test_sigkill_of_the_service_mid_run_restarts_it(tmp_path):
     """The training loop goes on to the end, log() never raises or blocks, one warning
-    reports the death and the restart with the number of records lost, finish()
-    returns at once, and the run resumed: rows flushed before the kill and rows
-    logged after the restart are all stored, at consecutive steps."""
+    reports the death and the restart with the number of records lost (none: they
+    waited in rec_q), finish() returns at once, and the run resumed: rows flushed
+    before the kill and rows logged after it are all stored, at consecutive steps."""
     res, info, history, warnings, old = _run_service_kill(tmp_path, restarts=3)
     _assert_service_kill_basics(res, history)
     assert res["flush"] == "ok" and res["state"] == "finished", res
@@ -365,6 +365,8 @@ def test_sigkill_of_the_service_mid_run_restarts_it(tmp_path):
     assert "started a new service" in about_service[0], about_service
     reported = int(re.search(r"(\d+) record\(s\) logged in between were lost",
                              about_service[0]).group(1))
+    # rec_q outlives the service: what was logged while none ran waited there.
+    assert reported == 0, about_service
     # The only other warning is finish()'s report of the records the run lost.
     others = [w for w in warnings if w not in about_service]
     assert len(others) <= 1 and all(" lost at least " in w for w in others), warnings
@@ -374,12 +376,12 @@ def test_sigkill_of_the_service_mid_run_restarts_it(tmp_path):
     print(f"\nlogged {res['logged']}, stored {len(history)}, reported lost {reported}, "
           f"stored dropped_records {info['extra'].get('dropped_records')}, lost uncounted "
           f"(received by the dead service, not committed) {uncounted}")
-    assert reported > 0 and uncounted >= 0, (res, reported, len(history))
+    assert uncounted >= 0, (res, reported, len(history))
     # Lost uncounted: what the dead service had received, read or not; README bounds
     # it by commit_interval (50 ms) of logging. Checked loosely (5x) against the rate.
     assert uncounted <= res["rate"] * 0.25, (uncounted, res["rate"])
     # README: "they are counted, and stored with the run at finish()".
-    assert info["extra"]["dropped_records"] == reported, (
+    assert info["extra"].get("dropped_records", 0) == reported, (
         f"the restart warning reported {reported} records lost, the run stores "
         f"dropped_records={info['extra']['dropped_records']}; warnings: {warnings}")
 

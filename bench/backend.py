@@ -12,6 +12,8 @@ state carries over); the table shows the median over repetitions of:
 * steps/s:     N steps logged, then ``finish()``: N / (loop + finish), with every
                row checked in the store afterwards
 * finish:      ``run.finish()`` after the loop
+* growth:      how much the training process grew during the loop: peak RSS
+               (VmHWM) after the loop minus RSS after ``init()``, in MiB
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ import tempfile
 import textwrap
 
 CHILD = textwrap.dedent("""
-    import json, sys, time
+    import array, json, sys, time
+
+    def rss(field):
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
     t0 = time.perf_counter()
     import mpbackend
     t1 = time.perf_counter()
@@ -35,8 +45,9 @@ CHILD = textwrap.dedent("""
     run = mpbackend.init(project="bench", dir=outdir, settings={"start_method": method})
     t2 = time.perf_counter()
     pc = time.perf_counter_ns
-    per_call = [0] * steps
+    per_call = array.array("q", [0]) * steps  # allocated up front: not counted in growth
     row = {f"metric_{i}": 0.0 for i in range(10)}
+    base = rss("VmRSS:")
     t3 = time.perf_counter()
     for step in range(steps):
         data = {k: step * 0.001 + i for i, k in enumerate(row)}
@@ -44,15 +55,17 @@ CHILD = textwrap.dedent("""
         run.log(data)
         per_call[step] = pc() - a
     t4 = time.perf_counter()
+    growth = rss("VmHWM:") - base
     run.finish()
     t5 = time.perf_counter()
     reader = mpbackend.RunReader(run.dir)
     stored = reader.row_count()
-    per_call.sort()
+    per_call = sorted(per_call)
     print(json.dumps({
         "import_s": t1 - t0, "init_s": t2 - t1, "loop_s": t4 - t3, "finish_s": t5 - t4,
         "log_p50_us": per_call[steps // 2] / 1e3, "log_p99_us": per_call[int(steps * .99)] / 1e3,
         "steps_per_s": steps / (t5 - t3), "stored": stored, "steps": steps,
+        "growth_mib": growth,
     }))
 """)
 
@@ -83,8 +96,8 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
           f"start method {args.start_method}, {args.repeat} fresh processes per row, medians\n")
     print("| steps | import ms | setup+init ms | log p50 us | log p99 us | steps/s "
-          "| finish ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          "| finish ms | growth MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for steps in args.steps:
         runs = [run_once(steps, args.start_method) for _ in range(args.repeat)]
 
@@ -93,7 +106,8 @@ def main() -> None:
 
         print(f"| {steps} | {med('import_s', 1e3):.0f} | {med('init_s', 1e3):.0f} "
               f"| {med('log_p50_us'):.2f} | {med('log_p99_us'):.2f} "
-              f"| {med('steps_per_s'):,.0f} | {med('finish_s', 1e3):.0f} |", flush=True)
+              f"| {med('steps_per_s'):,.0f} | {med('finish_s', 1e3):.0f} "
+              f"| {med('growth_mib'):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,15 @@ class Script:
                                      f"stderr:\n{self.stderr()}")
             time.sleep(0.005)
 
+    def outcome(self, timeout: float) -> dict:
+        """Wait for the script to end (killed after ``timeout``); its result line."""
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            self.kill_group()
+        assert self.proc.returncode == 0, self.stderr()
+        return self.result()
+
     def result(self) -> dict:
         for line in self.lines():
             if line.startswith(RESULT):
@@ -578,6 +587,64 @@ def test_a_store_write_failure_mid_run(rundir, caplog):
     assert len(_store_warnings(caplog)) == 1
 
 
+UNWRITTEN_CAP = """
+    import json, os, resource, signal, sys
+    from mpbackend import store
+    from mpbackend.store import RunReader, RunWriter, StoreError
+
+    store.MAX_UNWRITTEN_CHUNKS = 3  # the cap under test, small enough for a test
+    run_dir = sys.argv[1]
+    writer = RunWriter(run_dir, {"id": "cap", "project": "p"}, resume=False)
+    step = 0
+
+    def log(n):
+        global step
+        writer.extend(step, [{"i": float(step + k)} for k in range(n)],
+                      [float(step + k) for k in range(n)], True)
+        step += n
+
+    log(1000)
+    writer.commit()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    size = sum(os.path.getsize(os.path.join(run_dir, f)) for f in os.listdir(run_dir))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, hard))
+    failures, held = 0, []
+    for _ in range(8):
+        log(store.CHUNK_ROWS)
+        try:
+            writer.commit()
+        except StoreError:
+            failures += 1
+        held.append(sum(len(c.steps) for c in writer._sealed))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    writer.commit()
+    writer.close()
+    with RunReader(run_dir) as reader:
+        stored = [row["i"] for row in reader.rows()]
+    print("RESULT " + json.dumps({"failures": failures, "held": held, "logged": step,
+                                  "lost": writer.lost_rows, "stored": stored}))
+"""
+
+
+def test_rows_held_while_the_store_fails_are_capped_and_counted(tmp_path):
+    """While every commit fails (RLIMIT_FSIZE), at most MAX_UNWRITTEN_CHUNKS full
+    chunks wait in memory; older ones are dropped and counted in ``lost_rows``.
+    Once writes work again the rows still held are stored: the store then holds
+    the rows from before the failure and the newest ones, and stored + lost is
+    everything logged."""
+    res = Script(UNWRITTEN_CAP, tmp_path, args=(str(tmp_path / "run"),)).outcome(timeout=60)
+    assert res["failures"] == 8, res["failures"]
+    cap_rows = 3 * 1024
+    assert max(res["held"]) <= cap_rows, res["held"]  # memory stays bounded
+    assert res["held"][-1] == cap_rows
+    stored, logged, lost = res["stored"], res["logged"], res["lost"]
+    assert lost > 0 and len(stored) + lost == logged, (len(stored), lost, logged)
+    assert stored[:1000] == [float(i) for i in range(1000)]  # committed before the failure
+    tail = stored[1000:]
+    assert tail == [float(i) for i in range(logged - len(tail), logged)], "not the newest rows"
+
+
 def _assert_steps_and_i(history: list[dict]) -> None:
     assert [row["_step"] for row in history] == list(range(len(history)))
     assert all(row["i"] == row["_step"] and row["x"] == row["i"] * 0.5 for row in history)
@@ -830,13 +897,7 @@ def test_nothing_pickled_is_written_and_files_are_not_world_writable(tmp_path):
     __main__ (sent with cloudpickle) as values, config and summary: no file under the
     run dir holds pickle data or the objects' contents, and no file the store creates
     is world-writable."""
-    script = Script(EVERYTHING, tmp_path)
-    try:
-        script.proc.wait(timeout=60)
-    finally:
-        script.kill_group()
-    assert script.proc.returncode == 0, script.stderr()
-    res = script.result()
+    res = Script(EVERYTHING, tmp_path).outcome(timeout=60)
     root = tmp_path / "mpruns"
     files = [p for p in root.rglob("*") if p.is_file()]
     files += list((tmp_path / "live-copy").iterdir())

@@ -112,7 +112,22 @@ class FileLock:
         fcntl.flock(self._own, fcntl.LOCK_UN)
 
 
-class BatchQueue:
+class _Ends:
+    """The two ends of a one-way pipe; each process closes the end it does not use."""
+
+    _reader: multiprocessing.connection.Connection | None
+    _writer: multiprocessing.connection.Connection | None
+
+    def close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class BatchQueue(_Ends):
     """rec_q: a multiprocessing queue of byte strings, many writers, one reader."""
 
     def __init__(self, ctx: BaseContext) -> None:
@@ -226,14 +241,6 @@ class BatchQueue:
         """True if a read may find data (buffered or in the pipe)."""
         return self._buf.find(MAGIC, self._pos) >= 0 or self.reader.poll(timeout)
 
-    def close_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-
-    def close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-
     # -- the owner's spare read end ----------------------------------------------
 
     def keep_spare(self) -> None:
@@ -273,7 +280,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class ReplyQueue:
+class ReplyQueue(_Ends):
     """rsp_q: a one-way multiprocessing Pipe of byte strings with one writer."""
 
     def __init__(self, ctx: BaseContext) -> None:
@@ -306,10 +313,3 @@ class ReplyQueue:
     def poll(self, timeout: float = 0.0) -> bool:
         return self.reader.poll(timeout)
 
-    def close_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-
-    def close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()

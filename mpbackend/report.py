@@ -93,12 +93,18 @@ def read_series(run_dir: str, keys: Sequence[str] | None = None,
                     xv = xs[pos]
                     if is_number(value) and is_number(xv):
                         if series is None:
-                            series = out.get(key)
-                            if series is None:
-                                series = out[key] = Series()
+                            series = _series(out, key)
                         series.x.append(xv)
                         series.y.append(value)
     return out
+
+
+def _series(out: dict[str, Series], key: str) -> Series:
+    """``out[key]``, a new empty Series the first time."""
+    series = out.get(key)
+    if series is None:
+        series = out[key] = Series()
+    return series
 
 
 def rows_series(rows: Iterable[dict[str, Any]], x: str = "_runtime") -> dict[str, Series]:
@@ -111,9 +117,7 @@ def rows_series(rows: Iterable[dict[str, Any]], x: str = "_runtime") -> dict[str
         for key, value in row.items():
             if key.startswith(HIDDEN_PREFIX) or not is_number(value):
                 continue
-            series = out.get(key)
-            if series is None:
-                series = out[key] = Series()
+            series = _series(out, key)
             series.x.append(xv)
             series.y.append(value)
     return out

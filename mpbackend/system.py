@@ -78,6 +78,9 @@ _GONE: tuple[type[BaseException], ...] = ()
 log = logging.getLogger("mpbackend.service")
 
 MB = 1e6
+# Machine-wide byte counters, turned into MB/s between samples: key, psutil field.
+_DISK_FIELDS = (("system/disk_read_mb", "read_bytes"), ("system/disk_write_mb", "write_bytes"))
+_NET_FIELDS = (("system/net_sent_mb", "bytes_sent"), ("system/net_recv_mb", "bytes_recv"))
 # Samples waiting for the main thread; past this the oldest are dropped.
 MAX_QUEUED_SAMPLES = 1000
 # Samples per run kept in memory while the store cannot be written; older ones are dropped.
@@ -241,20 +244,15 @@ class Sampler:
         except Exception:
             pass
         raw: dict[str, float] = {}
-        try:
-            disk = psutil.disk_io_counters()
-            if disk is not None:
-                raw["system/disk_read_mb"] = float(disk.read_bytes)
-                raw["system/disk_write_mb"] = float(disk.write_bytes)
-        except Exception:
-            pass
-        try:
-            net = psutil.net_io_counters()
-            if net is not None:
-                raw["system/net_sent_mb"] = float(net.bytes_sent)
-                raw["system/net_recv_mb"] = float(net.bytes_recv)
-        except Exception:
-            pass
+        for read, fields in ((psutil.disk_io_counters, _DISK_FIELDS),
+                             (psutil.net_io_counters, _NET_FIELDS)):
+            try:
+                found = read()
+            except Exception:
+                continue
+            if found is not None:
+                for key, field in fields:
+                    raw[key] = float(getattr(found, field))
         elapsed = None if self._last is None else now - self._last
         for key, value in raw.items():
             before = self._counters.get(key)

@@ -154,6 +154,14 @@ class Interface:
         self._broken: str | None = None
         self.dropped = 0  # records dropped in all: full buffer (drop policy), dead service
         self.dropped_by: dict[str, int] = {}  # the same, per run, where the run is known
+        # Replay (the run owner only): batches are numbered; those written but not
+        # yet reported committed by the service are kept, to be handed to a new
+        # service if this one dies. ``_token`` tells this process's numbering apart.
+        self._token = os.urandom(8).hex()
+        self._seq = 0
+        self._unacked: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._unacked_bytes = 0
+        self._unacked_lock = threading.Lock()
 
     @property
     def queue(self) -> BatchQueue:
@@ -315,6 +323,8 @@ class Interface:
         """
         pid = os.getpid()
         worker = _worker_id()
+        owner = self._router is not None
+        token = self._token if owner else None
         q = self._q
         empty = 0
         while True:
@@ -347,7 +357,14 @@ class Interface:
                 if size > SMALL:
                     big += size
             if batch:
-                self._write(_pickle_dumps((pid, worker, batch), 5), batch)
+                if owner:
+                    seq = self._seq
+                    self._seq += 1
+                    payload = _pickle_dumps((pid, worker, batch, seq, token), 5)
+                    self._keep(seq, payload)  # before the write: see ``unacked``
+                else:
+                    payload = _pickle_dumps((pid, worker, batch, -1, None), 5)
+                self._write(payload, batch)
             with self._lock:
                 if big:
                     self._big -= big
@@ -374,6 +391,33 @@ class Interface:
         with self._lock:
             for stream in streams:
                 self._drop(stream)
+
+    # -- replay after a service restart (the run owner only) ----------------------
+
+    def _keep(self, seq: int, payload: bytes) -> None:
+        """Hold a batch until the service reports it committed (at most buffer_bytes)."""
+        with self._unacked_lock:
+            self._unacked.append((seq, payload))
+            self._unacked_bytes += len(payload)
+            while self._unacked_bytes > self._limit and len(self._unacked) > 1:
+                self._unacked_bytes -= len(self._unacked.popleft()[1])
+
+    def ack(self, seq: int) -> None:
+        """The service committed every record of batches up to ``seq``: forget them."""
+        with self._unacked_lock:
+            unacked = self._unacked
+            while unacked and unacked[0][0] <= seq:
+                self._unacked_bytes -= len(unacked.popleft()[1])
+
+    def unacked(self) -> tuple[bytes, ...]:
+        """The batches a dying service may not have committed, oldest first.
+
+        A batch is kept from just before it is written, so one still waiting to
+        be written is here too; the new service replays these, then skips them
+        where it meets them again in rec_q.
+        """
+        with self._unacked_lock:
+            return tuple(payload for _, payload in self._unacked)
 
     def reattach(self, router: Router, service_pid: int | None) -> None:
         """Take replies from a new service on the same rec_q (after a restart)."""

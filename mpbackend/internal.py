@@ -403,15 +403,26 @@ class Internal:
 
     # -- transactions ----------------------------------------------------
 
-    def commit(self) -> None:
-        """Write the committed rows and the run's current state to the store."""
+    def commit(self, mark: tuple[str, int] | None = None) -> None:
+        """Write the committed rows and the run's current state to the store.
+
+        ``mark``: the user process's last batch applied (token, number), stored
+        with the rows, so a replay after a restart skips what is already here.
+        """
         if self.writer.rows_pending:
             self._save_summary()
+        if mark is not None:
+            self.writer.mark = mark
         self.writer.commit()
 
-    def flush(self) -> dict[str, Any]:
+    def stored_through(self, token: str) -> int:
+        """The number of the last batch of ``token`` whose records the store holds; -1 if none."""
+        mark = self.writer.stored_mark
+        return mark[1] if mark is not None and mark[0] == token else -1
+
+    def flush(self, mark: tuple[str, int] | None = None) -> dict[str, Any]:
         """[8] Everything received so far is committed when this returns."""
-        self.commit()
+        self.commit(mark)
         return {"step": self.step}
 
     def finish(self, state: str, exit_code: int | None, dropped: int = 0) -> dict[str, Any]:

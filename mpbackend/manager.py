@@ -68,7 +68,8 @@ class Manager:
         service.wait_ready()
         assert self.service.rec_q is not None and self.service.process is not None
         assert self.service.rsp_q is not None
-        self.router = Router(self.service.rsp_q, self.service, self._on_broken)
+        self.router = Router(self.service.rsp_q, self.service, self._on_broken,
+                             self._on_committed)
         self.interface = Interface(self.service.rec_q, self.router, settings,
                                    service_pid=self.service.pid)
         self.router.start()
@@ -77,6 +78,10 @@ class Manager:
         _managers.add(self)
         _hook_excepthook()
         _hook_sigterm()
+
+    def _on_committed(self, seq: int) -> None:
+        """The service stored this process's batches up to ``seq``: no replay needed."""
+        self.interface.ack(seq)
 
     def _on_broken(self, reason: str) -> None:
         """The Router saw the service die: restart it for the open runs, or give up.
@@ -107,7 +112,10 @@ class Manager:
         The new service re-opens the runs (``resume="allow"``) before it reads
         its first record, then reads what was written to rec_q meanwhile, so a
         record logged while no service ran is stored, whichever process logged
-        it. Rows the dead service had read but not committed are lost with it.
+        it. This process's batches that the dead service had not reported
+        committed are replayed first (the new service skips what the store
+        already holds); a child's records the dead service had read but not
+        committed are lost with it.
         """
         try:
             from .interface import dumps
@@ -116,8 +124,8 @@ class Manager:
                                  "config": run.config.as_dict()})
                           for run in list(self.runs.values()))
             service = Service(self.settings)
-            ready = service.start(self.service.rec_q, specs)
-            router = Router(service.rsp_q, service, self._on_broken)
+            ready = service.start(self.service.rec_q, specs, self.interface.unacked())
+            router = Router(service.rsp_q, service, self._on_broken, self._on_committed)
             router.start()
             self.service, self.router = service, router
             self.interface.reattach(router, service.pid)

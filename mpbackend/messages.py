@@ -1,8 +1,10 @@
 """The messages that cross the two queues, named after seed 001's numbers.
 
 rec_q (user process and its children -> service) carries *batches*. A batch is
-the pickle of ``(pid, worker, records)``: the sending process, its DataLoader
-worker id or None, and a list of records. A record is serialised in the
+the pickle of ``(pid, worker, records, seq, token)``: the sending process, its
+DataLoader worker id or None, a list of records, and the batch's number under
+the user process's ``token`` (kept for a replay after a service restart; -1 and
+None from a child). A record is serialised in the
 caller's thread by ``interface.dumps`` (it is then ``bytes`` in the list), except
 a ``log()`` row of builtin numbers, which travels as the tuple itself, pickled
 with its batch. A record is a plain tuple whose first item is its opcode:
@@ -108,6 +110,12 @@ class Response(NamedTuple):
     uuid: str
     value: Any = None
     error: tuple[str, str] | None = None
+
+
+class Committed(NamedTuple):
+    """Every record of the owner's batches up to ``seq`` is in the store (replay ack)."""
+
+    seq: int
 
 
 class Notice(NamedTuple):

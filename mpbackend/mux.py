@@ -60,11 +60,12 @@ _ERROR_TYPES = (FileExistsError, FileNotFoundError, PermissionError, ValueError,
 
 
 def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Settings,
-          resume: tuple[bytes, ...] = ()) -> None:
+          resume: tuple[bytes, ...] = (), replay: tuple[bytes, ...] = ()) -> None:
     """Entry point of the service process ([1]): run StreamMux until stopped.
 
-    ``resume``: after a restart, the runs the dead service had open (pickled
-    InformInit specs), re-opened before the first record is read from rec_q.
+    After a restart: ``resume``, the runs the dead service had open (pickled
+    InformInit specs), re-opened before the first record is read from rec_q;
+    ``replay``, the user process's batches it had not reported committed.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Past RLIMIT_FSIZE a write fails (and is reported) instead of killing the service.
@@ -74,7 +75,7 @@ def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Setting
     rsp_q.close_reader()
     mux = StreamMux(rec_q, rsp_q, user_pid, settings)
     signal.signal(signal.SIGTERM, mux.on_sigterm)
-    mux.run(resume)
+    mux.run(resume, replay)
 
 
 def _read(rec_q: BatchQueue, inbox: queue.Queue, stop: threading.Event) -> None:
@@ -143,6 +144,12 @@ class StreamMux:
         self.stopping = False
         self.term_at: float | None = None
         self._noticed: dict[str, int] = {}
+        # Replay bookkeeping for the user process's numbered batches: the last one
+        # applied, the last reported committed, and the last one replayed (met
+        # again in rec_q, it is skipped).
+        self.applied: tuple[str, int] | None = None
+        self.acked: tuple[str, int] | None = None
+        self.replayed: tuple[str, int] | None = None
         # System metrics (mpbackend.system): None when Settings.system_interval is off.
         from .system import SystemMonitor  # imported in the service only
 
@@ -173,7 +180,7 @@ class StreamMux:
 
     # -- loop ------------------------------------------------------------
 
-    def run(self, resume: tuple[bytes, ...] = ()) -> None:
+    def run(self, resume: tuple[bytes, ...] = (), replay: tuple[bytes, ...] = ()) -> None:
         resumed, failed = self._resume(resume)
         threading.Thread(target=_read, args=(self.rec_q, self.inbox, self.stop),
                          name="mpbackend-reader", daemon=True).start()
@@ -183,6 +190,9 @@ class StreamMux:
         self._send(m.Ready(os.getpid(), __version__, resumed))
         for text in failed:
             self._notice("resume", text, limit=len(failed))
+        for payload in replay:
+            self._batch(payload, replay=True)
+        self.replayed = self.applied
         if self.system is not None:
             self.system.start()
         interval = self.settings.commit_interval
@@ -241,23 +251,44 @@ class StreamMux:
             self._finish_stream(stream, state, None)
 
     def _commit_all(self) -> None:
+        """Commit every run; then tell the user process which of its batches are stored."""
         self._last_commit = time.monotonic()
         if self.system is not None:
             self.system.write()
+        mark = self.applied
+        stored = True
         for internal in self.streams.values():
             try:
-                internal.commit()
+                internal.commit(mark)
             except StoreError as exc:
+                stored = False
                 self._notice("store:" + internal.id, f"run {internal.id}: {exc}")
+        if stored and mark is not None and mark != self.acked:
+            self.acked = mark
+            self._send(m.Committed(mark[1]))
 
     # -- records ---------------------------------------------------------
 
-    def _batch(self, payload: bytes) -> None:
+    def _batch(self, payload: bytes, replay: bool = False) -> None:
+        """Apply one batch of records from one process.
+
+        The user process numbers its batches (``seq`` under its ``token``); a
+        child's carry ``token`` None. A batch replayed after a restart skips
+        requests (their callers were already failed) and, per run, what the
+        store already holds; a batch met again in rec_q after its replay is skipped.
+        """
         try:
-            pid, worker, records = pickle.loads(payload)
+            pid, worker, records, seq, token = pickle.loads(payload)
         except Exception as exc:
             self._notice("batch", f"a batch of records could not be read and was lost: {exc!r}")
             return
+        if token is not None:
+            replayed = self.replayed
+            if replayed is not None and token == replayed[0] and seq <= replayed[1]:
+                return
+            self.applied = (token, seq)
+            if replay:
+                records = self._not_stored(records, token, seq)
         handlers = self._handlers
         # log() records by stream, in order; applied before any other record, so a
         # request still sees everything sent before it.
@@ -285,6 +316,23 @@ class StreamMux:
             handlers[op](pid, worker, record)
         for run in runs.values():
             self._rows(pid, worker, run)
+
+    def _not_stored(self, records: list, token: str, seq: int) -> list[tuple]:
+        """The records of a replayed batch that the store does not hold yet."""
+        kept = []
+        for record in records:
+            if type(record) is not tuple:
+                try:
+                    record = pickle.loads(record)
+                except Exception:
+                    continue  # reported when it was first read
+            if record[0] == m.REQUEST:
+                continue
+            internal = self.streams.get(record[1])
+            if internal is not None and internal.stored_through(token) >= seq:
+                continue
+            kept.append(record)
+        return kept
 
     def _rows(self, pid: int, worker: Any, records: list[tuple]) -> None:
         internal = self.streams.get(records[0][1]) or self._stream(records[0][1])
@@ -364,7 +412,7 @@ class StreamMux:
         return internal
 
     def _flush(self, msg: m.Flush) -> dict[str, Any]:
-        return self._open(msg.stream).flush()
+        return self._open(msg.stream).flush(self.applied)
 
     def _get_summary(self, msg: m.GetSummary) -> dict[str, Any]:
         internal = self._open(msg.stream)

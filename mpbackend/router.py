@@ -10,7 +10,8 @@ thread does, so a service that dies never leaves a caller waiting: within a
 moment every pending request fails with a ServiceError that names the exit
 code, and every later request fails at once. A reply whose uuid is unknown (its
 caller timed out and forgot it) is logged and dropped. A Notice is logged as a
-warning for the user.
+warning for the user. Committed (the service stored the owner's batches up to a
+number) lets the Interface forget the batches it kept for a replay.
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ class Router:
     """Matches responses to pending requests; fails them all if the service dies."""
 
     def __init__(self, rsp_q: ReplyQueue, service: Service,
-                 on_broken: Callable[[str], None] | None = None) -> None:
+                 on_broken: Callable[[str], None] | None = None,
+                 on_committed: Callable[[int], None] | None = None) -> None:
         self._rsp_q = rsp_q
         self._service = service
         self._on_broken = on_broken
+        self._on_committed = on_committed
         self._lock = threading.Lock()
         self._pending: dict[str, concurrent.futures.Future] = {}
         self._error: ServiceError | None = None
@@ -123,6 +126,9 @@ class Router:
                 future.set_exception(remote_error(message.error))
             else:
                 future.set_result(message.value)
+        elif isinstance(message, m.Committed):
+            if self._on_committed is not None:
+                self._on_committed(message.seq)
         elif isinstance(message, m.Notice):
             log.warning("mpbackend: %s", message.text)
         else:

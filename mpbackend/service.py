@@ -74,18 +74,21 @@ class Service:
         # waitpid() at a time, or the loser sees ECHILD and no exit code.
         self._reap_lock = threading.Lock()
 
-    def start(self, rec_q: BatchQueue | None = None, resume: tuple[bytes, ...] = ()) -> m.Ready:
+    def start(self, rec_q: BatchQueue | None = None, resume: tuple[bytes, ...] = (),
+              replay: tuple[bytes, ...] = ()) -> m.Ready:
         """[1] Start the process; [2] return its Ready reply (ServiceError if none comes)."""
-        self.launch(rec_q, resume)
+        self.launch(rec_q, resume, replay)
         return self.wait_ready()
 
-    def launch(self, rec_q: BatchQueue | None = None, resume: tuple[bytes, ...] = ()) -> None:
+    def launch(self, rec_q: BatchQueue | None = None, resume: tuple[bytes, ...] = (),
+               replay: tuple[bytes, ...] = ()) -> None:
         """[1] Start the process without waiting for it (``wait_ready`` does).
 
         The caller can do its own start-up work while the new interpreter boots.
         A restart passes the dead service's ``rec_q``, whose spare read end this
-        process kept, and ``resume``: the runs to re-open (pickled InformInit
-        specs) before the new service reads a record.
+        process kept, ``resume``: the runs to re-open (pickled InformInit specs)
+        before the new service reads a record, and ``replay``: the batches the
+        dead service had not reported committed, applied next.
         """
         ctx = multiprocessing.get_context(self.settings.start_method)
         self._own_queue = rec_q is None
@@ -97,7 +100,7 @@ class Service:
         self.rec_q = rec_q
         self.rsp_q = rsp_q = ReplyQueue(ctx)
         process = ctx.Process(target=serve, name="mpbackend-service", daemon=True,
-                              args=(rec_q, rsp_q, os.getpid(), self.settings, resume))
+                              args=(rec_q, rsp_q, os.getpid(), self.settings, resume, replay))
         try:
             with _start_lock, _main_hidden():
                 process.start()

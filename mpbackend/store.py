@@ -331,6 +331,15 @@ class RunWriter:
         self._run_updates: dict[str, Any] = {}
         self.rows_pending = 0
         self.lost_rows = 0  # dropped because the store could not be written
+        # The user process's last batch (token, number) whose records are stored:
+        # ``mark`` is written with the next commit, ``stored_mark`` is in the file.
+        self.mark: tuple[str, int] | None = None
+        self.stored_mark: tuple[str, int] | None = None
+        if resume:
+            found = conn.execute("SELECT value FROM meta WHERE key='replay'").fetchone()
+            if found is not None:
+                token, _, seq = found[0].partition(" ")
+                self.stored_mark = (token, int(seq))
         self.time_base = 0.0  # _runtime = time_base + _timestamp, for rows from extend()
 
     def _check_schema(self) -> None:
@@ -453,6 +462,10 @@ class RunWriter:
             conn.executemany("INSERT OR REPLACE INTO history_column VALUES (?,?,?,?,?)", columns)
             conn.execute(f"UPDATE run SET {', '.join(k + '=?' for k in updates)}",
                          list(updates.values()))
+            mark = self.mark
+            if mark is not None and mark != self.stored_mark:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('replay', ?)",
+                             (f"{mark[0]} {mark[1]}",))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -466,6 +479,8 @@ class RunWriter:
             opened.written = len(opened.steps)
         self._run_updates.clear()
         self.rows_pending = 0
+        if mark is not None:
+            self.stored_mark = mark
 
     def _bound_unwritten(self) -> None:
         """While commits fail, keep at most MAX_UNWRITTEN_CHUNKS full chunks in memory."""

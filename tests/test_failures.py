@@ -684,7 +684,9 @@ def test_teardown_after_the_service_died_does_not_raise(tmp_path, monkeypatch, c
 def test_a_killed_service_is_restarted_and_the_run_resumes(rundir, caplog):
     """SIGKILL the service mid-run: the manager starts a new one, the run resumes in
     it (same id, next steps, config kept), training never sees an error, and what
-    was logged while no service ran waited in rec_q: no record is lost."""
+    was logged while no service ran waited in rec_q: no record is lost. The kill
+    comes right after a flush, before the service reports those batches committed,
+    so they are replayed: the store's mark keeps them from being stored twice."""
     run = mpbackend.init(project="restart", config={"lr": 0.1})
     run.config.update({"lr": 0.2}, allow_val_change=True)
     for i in range(200):

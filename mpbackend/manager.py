@@ -150,9 +150,20 @@ class Manager:
         return not self._stopped and self.router.error is None and self.service.alive()
 
     def communicate(self, message: Any, timeout: float | None = None) -> Any:
-        """A request to the service; waits (within ``timeout``) for a restart under way."""
+        """A request to the service; waits (within ``timeout``) for a restart under way.
+
+        A request that the dying service took with it is asked again of the new
+        one, except init and ensure_up, which the caller decides about.
+        """
+        wait = self.settings.start_timeout if timeout is None else timeout
         if not self._restarted.is_set():
-            self._restarted.wait(self.settings.start_timeout if timeout is None else timeout)
+            self._restarted.wait(wait)
+        try:
+            return self.interface.communicate(message, timeout)
+        except ServiceError:
+            if self._restarted.is_set() or isinstance(message, (m.InformInit, m.EnsureUp)):
+                raise
+        self._restarted.wait(wait)
         return self.interface.communicate(message, timeout)
 
     def ensure_up(self) -> dict[str, Any]:

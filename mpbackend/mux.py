@@ -329,7 +329,8 @@ class StreamMux:
             if record[0] == m.REQUEST:
                 continue
             internal = self.streams.get(record[1])
-            if internal is not None and internal.stored_through(token) >= seq:
+            # A run not resumed was finished before the death, with these records.
+            if internal is None or internal.stored_through(token) >= seq:
                 continue
             kept.append(record)
         return kept

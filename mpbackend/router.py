@@ -138,7 +138,8 @@ class Router:
         with self._lock:
             self._error = error
             pending, self._pending = self._pending, {}
-        for future in pending.values():
-            future.set_exception(error)
+        # First, so a caller woken by the failure already sees a restart under way.
         if self._on_broken is not None:
             self._on_broken(str(error))
+        for future in pending.values():
+            future.set_exception(error)

@@ -792,3 +792,29 @@ def test_a_child_is_not_blocked_by_a_dead_service_with_no_restart(rundir, tmp_pa
     assert int(out.read_text()) > 0
     run.finish()
     assert run.state == "crashed"
+
+
+def test_a_restart_right_after_a_finish_replays_quietly(rundir, caplog):
+    """The service dies just after finishing run A, before it reports A's last
+    batches committed: the replay leaves finished A alone (no warning about a run
+    that is not open, no row twice) and run B, still open, loses nothing."""
+    a = mpbackend.init(project="replay", name="a", reinit="create_new")
+    b = mpbackend.init(project="replay", name="b", reinit="create_new")
+    for i in range(300):
+        a.log({"i": i})
+        b.log({"i": i})
+    manager = mpbackend.setup().manager
+    old = manager.service.pid
+    with caplog.at_level(logging.WARNING, logger="mpbackend"):
+        a.finish()
+        os.kill(old, signal.SIGKILL)
+        for i in range(300, 600):
+            b.log({"i": i})
+        b.flush(timeout=20)
+        b.finish()
+    assert manager.service.pid != old
+    assert not [r for r in caplog.records if "not open" in r.getMessage()], caplog.text
+    _, history_a = _stored(a.dir)
+    _, history_b = _stored(b.dir)
+    assert [row["i"] for row in history_a] == list(range(300))
+    assert [row["i"] for row in history_b] == list(range(600))

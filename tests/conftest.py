@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,3 +77,29 @@ def stored(run_dir) -> tuple[dict, list[dict]]:
     """(info, history rows) of the run stored in ``run_dir``, read in this process."""
     with mpbackend.RunReader(str(run_dir)) as reader:
         return reader.info(), reader.history()
+
+
+def exited(pid: int) -> bool:
+    """True if ``pid`` has exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def assert_steps(history: list[dict]) -> None:
+    """Steps are exactly 0..k-1: none missing, none twice."""
+    steps = [row["_step"] for row in history]
+    assert steps == list(range(len(steps))), steps
+
+
+RESULT = "RESULT "
+
+
+def result(completed: subprocess.CompletedProcess) -> dict:
+    """The JSON of a finished script's ``RESULT `` line."""
+    for line in completed.stdout.splitlines():
+        if line.startswith(RESULT):
+            return json.loads(line[len(RESULT):])
+    raise AssertionError(f"no result line (code {completed.returncode});\n"
+                         f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")

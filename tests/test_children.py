@@ -21,7 +21,6 @@ Nothing is mocked, every wait is bounded, every process is reaped.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 import signal
@@ -34,6 +33,9 @@ import time
 import psutil
 import pytest
 from conftest import ROOT
+from conftest import assert_steps as _assert_steps
+from conftest import result as _result
+from conftest import stored as _stored
 
 import mpbackend
 
@@ -101,25 +103,6 @@ def _killpg(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _result(completed: subprocess.CompletedProcess) -> dict:
-    for line in completed.stdout.splitlines():
-        if line.startswith(RESULT):
-            return json.loads(line[len(RESULT):])
-    raise AssertionError(f"no result line (code {completed.returncode});\n"
-                         f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")
-
-
-def _stored(run_dir: str) -> tuple[dict, list[dict]]:
-    with mpbackend.RunReader(run_dir) as reader:
-        return reader.info(), reader.history()
-
-
-def _assert_steps(history: list[dict]) -> None:
-    """Steps are exactly 0..k-1: none missing, none twice."""
-    steps = [row["_step"] for row in history]
-    assert steps == list(range(len(steps))), steps
 
 
 def _reap(pids: list[int], timeout: float) -> tuple[dict[int, int], list[int]]:

@@ -28,6 +28,11 @@ import time
 import psutil
 import pytest
 from conftest import ROOT, run_script
+from conftest import assert_steps as _assert_steps
+from conftest import exited as _exited
+from conftest import result as _result
+from conftest import stored as _stored
+from conftest import wait_for as _wait_for
 
 import mpbackend
 from mpbackend import messages as m
@@ -41,14 +46,6 @@ RESULT = "RESULT "
 # -- helpers -------------------------------------------------------------------
 
 
-def _exited(pid: int) -> bool:
-    """True if ``pid`` has exited (gone, or a zombie nobody reaped yet)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def _wait_exited(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,15 +53,6 @@ def _wait_exited(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return _exited(pid)
-
-
-def _wait_for(predicate, timeout: float, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 def _handle(pid: int | None) -> psutil.Process | None:
@@ -121,25 +109,6 @@ def _read_result(proc: subprocess.Popen, timeout: float) -> dict:
                                      f"result; stderr:\n{proc.stderr.read()}")
             if line.startswith(RESULT):
                 return json.loads(line[len(RESULT):])
-
-
-def _result(completed: subprocess.CompletedProcess) -> dict:
-    for line in completed.stdout.splitlines():
-        if line.startswith(RESULT):
-            return json.loads(line[len(RESULT):])
-    raise AssertionError(f"no result line (code {completed.returncode});\n"
-                         f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")
-
-
-def _stored(run_dir: str) -> tuple[dict, list[dict]]:
-    with mpbackend.RunReader(run_dir) as reader:
-        return reader.info(), reader.history()
-
-
-def _assert_steps(history: list[dict]) -> None:
-    """Steps are exactly 0..k-1: none missing, none twice."""
-    steps = [row["_step"] for row in history]
-    assert steps == list(range(len(steps))), steps
 
 
 @pytest.fixture

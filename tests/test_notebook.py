@@ -26,9 +26,11 @@ import nbformat
 import psutil
 import pytest
 from conftest import ROOT
+from conftest import assert_steps as _assert_steps
+from conftest import exited as _exited
+from conftest import stored as _stored
+from conftest import wait_for as _wait_for
 from nbclient import NotebookClient
-
-import mpbackend
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,32 +77,6 @@ def _errors(nb: nbformat.NotebookNode) -> list[str]:
         if "mpbackend" in _text(cell, "stderr"):
             out.append(_text(cell, "stderr"))
     return out
-
-
-def _stored(run_dir: str) -> tuple[dict, list[dict]]:
-    with mpbackend.RunReader(run_dir) as reader:
-        return reader.info(), reader.history()
-
-
-def _assert_steps(history: list[dict]) -> None:
-    steps = [row["_step"] for row in history]
-    assert steps == list(range(len(steps))), steps
-
-
-def _exited(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 def _kernel_pid(client: NotebookClient) -> int:

@@ -44,6 +44,9 @@ import psutil
 import pytest
 import torch
 from conftest import ROOT
+from conftest import exited as _exited
+from conftest import stored as _stored
+from conftest import wait_for as _wait_for
 
 import mpbackend
 from mpbackend.queues import PIPE_SIZE
@@ -56,23 +59,6 @@ RESULT = "RESULT "
 # -- helpers -------------------------------------------------------------------
 
 
-def _exited(pid: int) -> bool:
-    """True if ``pid`` has exited (gone, or a zombie nobody reaped yet)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _wait_for(predicate, timeout: float, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
 def _group_alive(pgid: int) -> list[int]:
     """Pids of the live (not zombie) processes of process group ``pgid``."""
     alive = []
@@ -83,11 +69,6 @@ def _group_alive(pgid: int) -> list[int]:
         except (ProcessLookupError, psutil.Error):
             continue
     return alive
-
-
-def _stored(run_dir) -> tuple[dict, list[dict]]:
-    with mpbackend.RunReader(str(run_dir)) as reader:
-        return reader.info(), reader.history()
 
 
 def _assert_rows_are_i_by_step(history: list[dict]) -> None:

@@ -24,6 +24,11 @@ One **sender thread** per process has one job: every ``send_interval`` (at once
 for a full batch or a request) it takes the whole buffer and writes it to rec_q
 as one batch, tagged with the process id and the DataLoader worker id.
 
+In the run owner's process the sender numbers its batches and keeps each one
+(``unacked``) until the service reports it stored (``ack``, from the Router's
+Committed); if the service dies, the Manager hands the kept batches to the new
+one, so no row of this process is lost to a service crash.
+
 A forked child gets a fresh buffer, lock and sender (``os.register_at_fork``); it
 can publish but not communicate, since replies go to the run owner's router. At
 a child's exit its buffer is drained into the pipe.

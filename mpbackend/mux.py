@@ -2,7 +2,7 @@ r"""The service process: its entry point ``serve`` and StreamMux, its main loop.
 
     rec_q --(reader thread)--> inbox --(main thread: StreamMux)--> Internal[run 1] --> run.db
                                                            |  \--> Internal[run N] --> run.db
-    rsp_q <-- Ready, Response(uuid), Notice -----------------+
+    rsp_q <-- Ready, Response(uuid), Notice, Committed ------+
     watchdog thread: is the user process alive? (a pidfd, or psutil)
     system thread: samples machine and process figures (mpbackend.system), written at commits
 
@@ -13,7 +13,9 @@ Four threads, one job each:
   user's buffer;
 * the **main thread** (StreamMux) unpacks each batch, hands records to the
   Internal of their stream, answers requests on rsp_q in the order they were
-  sent, and commits every ``commit_interval``;
+  sent, and commits every ``commit_interval``, then tells the user process up
+  to which of its numbered batches everything is stored (Committed), so it can
+  let them go; a new service after a restart first replays the ones it kept;
 * the **watchdog** waits on a pidfd of the user process (psutil polling where
   there is none). When it is gone (even SIGKILLed), the main thread stores
   whatever reached the queue (bounded by ``DRAIN_SECONDS``), marks every open

@@ -376,6 +376,45 @@ def test_sigkill_of_the_service_mid_run_restarts_it(tmp_path):
         f"dropped_records={info['extra']['dropped_records']}; warnings: {warnings}")
 
 
+def test_three_service_kills_in_one_run_lose_no_row(rundir):
+    """The service is SIGKILLed three times (max_restarts) at random moments while
+    the loop logs without pause: each time a new service resumes the run, and at
+    the end every row logged is stored exactly once, in order, and the run is
+    finished."""
+    run = mpbackend.init(project="kill3")
+    manager = mpbackend.setup().manager
+    rng = random.Random(7)
+    killed: list[int] = []
+
+    def killer() -> None:
+        for _ in range(3):
+            time.sleep(rng.uniform(0.2, 0.6))
+            pid = manager.service.pid
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            _wait_for(lambda dead=pid: manager.service.pid != dead, timeout=30)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    logged = 0
+    while thread.is_alive():
+        run.log({"i": logged})
+        logged += 1
+        if logged % 100 == 0:
+            time.sleep(0.001)
+    thread.join()
+    for _ in range(1000):
+        run.log({"i": logged})
+        logged += 1
+    run.finish()
+    assert len(killed) == 3 and manager.service.pid not in killed
+    info, history = _stored(run.dir)
+    assert info["state"] == "finished" and run.state == "finished"
+    print(f"\n{logged} rows logged across 3 service kills, {len(history)} stored")
+    assert [row["i"] for row in history] == list(range(logged))
+    assert [row["_step"] for row in history] == list(range(logged))
+
+
 def test_sigkill_of_the_service_with_no_restart_left(tmp_path):
     """With max_restarts=0: the loop goes on to the end, log() never raises, the
     death is announced once, flush() fails with ServiceError, finish() returns at once

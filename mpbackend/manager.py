@@ -18,6 +18,11 @@ user has installed no handler of their own: it raises SystemExit(143) in the
 main thread, so the script unwinds and exits as it would on Ctrl-C.
 In a forked child the hook does nothing: only the process that started the
 service stops it.
+
+If the service dies while runs are open, the Manager starts a new one on the
+same rec_q (up to ``Settings.max_restarts`` times): it resumes the runs and
+replays this process's batches that the dead service had not reported stored
+(``_restart``), so the training loop never sees the death and loses no row.
 """
 
 from __future__ import annotations

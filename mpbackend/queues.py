@@ -250,10 +250,6 @@ class BatchQueue(_Ends):
             self._spare = os.dup(self._reader.fileno())  # not inherited by exec
             _spares.add(self)
 
-    @property
-    def has_spare(self) -> bool:
-        return self._spare >= 0
-
     def open_reader(self) -> None:
         """A read end again, from the spare, to hand to a new service process."""
         assert self._spare >= 0, "no spare read end is kept"

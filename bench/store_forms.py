@@ -71,8 +71,8 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mpbackend.api import ApiRun  # noqa: E402
-from mpbackend.store import RunWriter  # noqa: E402
+from mpbackend.read.api import ApiRun  # noqa: E402
+from mpbackend.store.writer import RunWriter  # noqa: E402
 
 # -- data -------------------------------------------------------------------------------
 

@@ -4,28 +4,77 @@
 process) a background service process, ``log()`` hands records to it through a
 multiprocessing queue without waiting, and the service writes each run to an
 SQLite database under ``<dir>/<project>/<run id>/``. ``Api`` reads runs back.
-See ``mpbackend.manager`` for the message flow.
+
+The package is the picture of its two processes::
+
+    mpbackend.shared   what both processes share: messages, queues, settings, errors
+    mpbackend.user     the training process: setup, manager, launcher, interface,
+                       router, Run and its parts (init, config, summary, values, child)
+    mpbackend.service  the service process: mux (its main loop), internal (one run),
+                       system (system metrics)
+    mpbackend.store    the SQLite store: schema, writer (the service's), reader (anyone's)
+    mpbackend.read     reading runs back: api, cli, report, end summary, format
+
+Every public name resolves lazily (PEP 562 ``__getattr__``): a spawned service
+process imports this package on its way to ``mpbackend.service.mux`` and then
+loads only what it runs, never the user side or the readers.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .api import Api, ApiRun
-from .errors import Error, RequestTimeout, ServiceError, UsageError
-from .run import Config, ConfigError, DisabledRun, Metric, Run, Summary, init
-from .settings import Settings
-from .setup import setup, teardown
-from .store import RunReader, StoreError
-from .version import __version__
+from .shared.version import __version__
 
+if TYPE_CHECKING:
+    from .read.api import Api, ApiRun
+    from .shared.errors import Error, RequestTimeout, ServiceError, StoreError, UsageError
+    from .shared.metrics import Metric
+    from .shared.settings import Settings
+    from .store.reader import RunReader
+    from .user.config import Config, ConfigError
+    from .user.init import init
+    from .user.run import DisabledRun, Run
+    from .user.setup import setup, teardown
+    from .user.summary import Summary
+
+# Where each public name lives; looked up on first use.
+_LAZY = {
+    "Api": "read.api", "ApiRun": "read.api",
+    "Error": "shared.errors", "RequestTimeout": "shared.errors",
+    "ServiceError": "shared.errors", "StoreError": "shared.errors",
+    "UsageError": "shared.errors",
+    "Metric": "shared.metrics", "Settings": "shared.settings",
+    "RunReader": "store.reader",
+    "Config": "user.config", "ConfigError": "user.config", "Summary": "user.summary",
+    "DisabledRun": "user.run", "Run": "user.run",
+    "init": "user.init", "setup": "user.setup", "teardown": "user.setup",
+}
+
+# The current run and its config and summary (set by init(), as wandb.run is).
 run: Run | None = None
 config: Config | None = None
 summary: Summary | None = None
 
 
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'mpbackend' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value  # the next lookup is a plain global
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 def _current() -> Run:
     if run is None:
+        from .shared.errors import UsageError
+
         raise UsageError("call mpbackend.init() first")
     return run
 
@@ -40,7 +89,7 @@ def define_metric(name: str, step_metric: str | None = None, summary: str | None
                   step_sync: bool | None = None) -> Metric:
     """``define_metric`` on the current run."""
     return _current().define_metric(name, step_metric=step_metric, summary=summary, goal=goal,
-                                     hidden=hidden, step_sync=step_sync)
+                                    hidden=hidden, step_sync=step_sync)
 
 
 def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:

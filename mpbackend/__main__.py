@@ -1,6 +1,6 @@
 """``python -m mpbackend``: the ``mpbackend`` command (see ``mpbackend.cli``)."""
 
-from mpbackend.cli import main
+from mpbackend.read.cli import main
 
 if __name__ == "__main__":
     main()

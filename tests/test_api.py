@@ -371,7 +371,7 @@ def test_live_run_read_from_another_process(rundir, tmp_path):
 CRASHER = """
     import json, time
     import mpbackend
-    from mpbackend.setup import current
+    from mpbackend.user.setup import current
 
     run = mpbackend.init(project="crash", id="victim", config={"lr": 0.1})
     for i in range(300):
@@ -499,7 +499,7 @@ def test_damaged_run_record_is_left_out_with_an_error(store, tmp_path):
 def test_reads_of_a_run_being_committed_are_consistent(tmp_path):
     """A writer commits every 20 ms (merging parts as it goes) while readers read the
     whole history again and again: every read is a consistent prefix of the run."""
-    from mpbackend.store import RunWriter
+    from mpbackend.store.writer import RunWriter
 
     run_dir = str(tmp_path / "p" / "live")
     writer = RunWriter(run_dir, {"id": "live", "project": "p"}, resume=False)

@@ -32,10 +32,11 @@ from conftest import ROOT, run_script, wait_for
 from conftest import stored as read_run
 
 import mpbackend
-from mpbackend import messages as m
-from mpbackend.interface import dumps
-from mpbackend.setup import current as current_setup
-from mpbackend.store import CHUNK_ROWS, MAX_PARTS, SCHEMA_VERSION
+from mpbackend.shared import messages as m
+from mpbackend.store.schema import CHUNK_ROWS, SCHEMA_VERSION
+from mpbackend.store.writer import MAX_PARTS
+from mpbackend.user.interface import dumps
+from mpbackend.user.setup import current as current_setup
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -414,7 +415,7 @@ def test_class_from_main_is_sent_by_value(tmp_path):
     """
     proc = run_script("""
         import json, pickle, mpbackend
-        from mpbackend.interface import dumps
+        from mpbackend.user.interface import dumps
 
         class Point:
             def __init__(self, x):

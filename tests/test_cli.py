@@ -31,7 +31,7 @@ import pytest
 from conftest import ROOT, wait_for
 
 import mpbackend
-from mpbackend import report
+from mpbackend.read import report
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -585,8 +585,8 @@ def test_missing_extras_name_the_pip_command(root, tmp_path):
                                              str(tmp_path / "a.parquet")], "parquet"),
                                  ("matplotlib", ["plot", "alpha", "-k", "loss", "-o",
                                                  str(tmp_path / "a.png")], "plot")):
-        code = (f"import sys; sys.modules[{blocked!r}] = None; from mpbackend.cli import main; "
-                f"main({args!r})")
+        code = (f"import sys; sys.modules[{blocked!r}] = None; "
+                f"from mpbackend.read.cli import main; main({args!r})")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=60, env={**os.environ, **ENV, "MPBACKEND_DIR": str(root)})
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT, run_script
 
 import mpbackend
-from mpbackend import end_summary
+from mpbackend.read import end_summary
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,7 +30,7 @@ BLOCKS = set(end_summary.BLOCKS)
 
 SCRIPT = """
     import math, mpbackend
-    from mpbackend import end_summary
+    from mpbackend.read import end_summary
 
     run = mpbackend.init(project="end", name="loud", id="loud1")
     run.define_metric("acc", summary="max")

@@ -35,8 +35,8 @@ from conftest import stored as _stored
 from conftest import wait_for as _wait_for
 
 import mpbackend
-from mpbackend import messages as m
-from mpbackend.version import __version__
+from mpbackend.shared import messages as m
+from mpbackend.shared.version import __version__
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -527,7 +527,7 @@ FORKED_CHILD = """
     import json, multiprocessing, os, sys, time
     import psutil
     import mpbackend
-    import mpbackend.mux
+    import mpbackend.service.mux
 
     def alive(proc):
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -562,7 +562,7 @@ FORKED_CHILD = """
     alive_after_children = alive(service)
 
     # A SIGTERM would end the service only after TERM_GRACE: outlast it, logging.
-    deadline = time.monotonic() + min(mpbackend.mux.TERM_GRACE, 20.0) + 1.0
+    deadline = time.monotonic() + min(mpbackend.service.mux.TERM_GRACE, 20.0) + 1.0
     k = 0
     while time.monotonic() < deadline:
         run.log({"k": k, "who": "parent"})

@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from mpbackend.queues import _HEADER, MAGIC, BatchQueue
+from mpbackend.shared.queues import _HEADER, MAGIC, BatchQueue
 
 pytestmark = pytest.mark.timeout(60)
 

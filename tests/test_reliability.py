@@ -49,7 +49,7 @@ from conftest import stored as _stored
 from conftest import wait_for as _wait_for
 
 import mpbackend
-from mpbackend.queues import PIPE_SIZE
+from mpbackend.shared.queues import PIPE_SIZE
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -609,8 +609,10 @@ def test_a_store_write_failure_mid_run(rundir, caplog):
 
 UNWRITTEN_CAP = """
     import json, os, resource, signal, sys
-    from mpbackend import store
-    from mpbackend.store import RunReader, RunWriter, StoreError
+    from mpbackend import RunReader, StoreError
+    from mpbackend.store import writer as store
+    from mpbackend.store.schema import CHUNK_ROWS
+    from mpbackend.store.writer import RunWriter
 
     store.MAX_UNWRITTEN_CHUNKS = 3  # the cap under test, small enough for a test
     run_dir = sys.argv[1]
@@ -631,7 +633,7 @@ UNWRITTEN_CAP = """
     resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, hard))
     failures, held = 0, []
     for _ in range(8):
-        log(store.CHUNK_ROWS)
+        log(CHUNK_ROWS)
         try:
             writer.commit()
         except StoreError:

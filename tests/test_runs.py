@@ -28,7 +28,7 @@ from conftest import ROOT, stored, wait_for
 
 import mpbackend
 import mpbackend as wandb
-from mpbackend.setup import current as current_setup
+from mpbackend.user.setup import current as current_setup
 
 pytestmark = pytest.mark.timeout(60)
 

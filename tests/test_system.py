@@ -24,7 +24,7 @@ import pytest
 from conftest import ROOT, run_script
 
 import mpbackend
-from mpbackend.system import Sampler, _Gpus
+from mpbackend.service.system import Sampler, _Gpus
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import time
 from array import array
@@ -36,7 +35,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .store import RunReader
+from ..store.reader import RunReader, spread
+from .format import duration, flatten, format_value, is_number
 
 # Line colours for runs, in order; chosen to stay distinct on white and for the
 # common forms of colour blindness (the first four most of all).
@@ -57,13 +57,6 @@ class Series:
         return len(self.y)
 
 
-def is_number(value: Any) -> bool:
-    """A finite int or float (booleans and NaN are not points on a chart)."""
-    if type(value) is int:
-        return True
-    return type(value) is float and math.isfinite(value)
-
-
 def read_series(run_dir: str, keys: Sequence[str] | None = None,
                 x: str = "_step") -> dict[str, Series]:
     """The numeric history of one run, per key, against ``x``.
@@ -77,20 +70,15 @@ def read_series(run_dir: str, keys: Sequence[str] | None = None,
     with RunReader(run_dir) as reader:
         for steps, columns in reader.chunks(keys=wanted):
             if x == "_step":
-                xs: list[Any] = steps
+                xs: Sequence[Any] = steps
             else:
-                xs = [None] * len(steps)
-                positions, values = columns.get(x, (None, []))
-                for pos, value in zip(range(len(values)) if positions is None else positions,
-                                      values):
-                    xs[pos] = value
+                xs = spread(*columns.get(x, (None, [None] * len(steps))), len(steps))
             for key, (positions, values) in columns.items():
                 if key == x or (keys is None and key.startswith(HIDDEN_PREFIX)):
                     continue
                 series = None
-                for pos, value in zip(range(len(values)) if positions is None else positions,
-                                      values):
-                    xv = xs[pos]
+                for xv, value in zip(xs if positions is None else map(xs.__getitem__,
+                                                                      positions), values):
                     if is_number(value) and is_number(xv):
                         if series is None:
                             series = _series(out, key)
@@ -210,32 +198,6 @@ def plot_png(runs: Sequence[Any], keys: Sequence[str], output: str, x: str = "_s
 # -- HTML --------------------------------------------------------------------------
 
 
-def format_value(value: Any) -> str:
-    """A value as short text for a table: numbers to 6 digits, long JSON cut."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, dict | list):
-        text = json.dumps(value, default=str, separators=(",", ":"))
-        return text if len(text) <= 80 else text[:77] + "..."
-    return str(value)
-
-
-def duration(seconds: float | None) -> str:
-    """Seconds as 12.3s, 4m05s or 1h02m03s ("" when unknown)."""
-    if seconds is None or not math.isfinite(seconds):
-        return ""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 def runtime(run: Any) -> float | None:
     """A run's runtime in seconds: its last ``_runtime``, else last update minus start."""
     value = run.summary.get("_runtime") if isinstance(run.summary, dict) else None
@@ -244,18 +206,6 @@ def runtime(run: Any) -> float | None:
     if run.updated_at and run.created_at:
         return run.updated_at - run.created_at
     return None
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as dotted keys: ``{"opt": {"lr": 1}}`` -> ``{"opt.lr": 1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def system_rows(run: Any) -> list[dict[str, Any]]:

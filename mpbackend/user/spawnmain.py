@@ -3,7 +3,7 @@
     user script (no guard) --DataLoader / Pool / Process, spawn or forkserver--> child
         child normally: runs the whole script again as __mp_main__ (init(), the
                         training loop, starting processes while bootstrapping: it dies)
-        with mpbackend: runs mpbackend.childmain as __mp_main__, which executes
+        with mpbackend: runs mpbackend.user.childmain as __mp_main__, which executes
                         only the script's imports, function and class definitions
                         and constant assignments
 
@@ -80,7 +80,7 @@ def _preparation_data(name: str) -> dict[str, Any]:
     path = data.get("init_main_from_path")
     if path and unguarded(path):
         del data["init_main_from_path"]
-        data["init_main_from_name"] = "mpbackend.childmain"
+        data["init_main_from_name"] = "mpbackend.user.childmain"
         os.environ[ENV] = path  # children inherit the environment
     return data
 

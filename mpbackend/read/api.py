@@ -24,7 +24,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .store import DB_NAME, RunReader, StoreError, decode
+from ..shared.errors import StoreError
+from ..shared.paths import DB_NAME
+from ..store.reader import RunReader
+from ..store.schema import decode
 
 _OPS = {
     "$eq": lambda a, b: a == b,

@@ -32,11 +32,13 @@ import math
 import os
 import shlex
 import sys
-from array import array
 from typing import Any
 
-from .internal import Metrics
-from .store import RunReader, decode
+from ..shared.jupyter import in_notebook
+from ..shared.metrics import MetricDefs
+from ..store.reader import RunReader
+from ..store.schema import decode_values
+from .format import duration, format_value
 
 log = logging.getLogger("mpbackend")
 
@@ -56,9 +58,7 @@ def how(quiet: bool | None, settings_quiet: bool = False) -> str | None:
         return None
     if os.environ.get("MPBACKEND_SILENT", "").strip().lower() in _TRUE:
         return None
-    from .run import _in_notebook
-
-    if _in_notebook():
+    if in_notebook():
         return "html"
     stdout = sys.stdout
     try:
@@ -100,7 +100,7 @@ def read(run_dir: str) -> dict[str, Any]:
     """
     with RunReader(run_dir) as reader:
         info = reader.info()
-        metrics = Metrics(info["extra"].get("metrics"))
+        metrics = MetricDefs(info["extra"].get("metrics"))
         keys = [k for k, _ in sorted(info["summary"].items())
                 if not k.startswith("_") and not (metrics.resolve(k) or {}).get("hidden")]
         shown, more = keys[:MAX_METRICS], max(len(keys) - MAX_METRICS, 0)
@@ -115,25 +115,12 @@ def read(run_dir: str) -> dict[str, Any]:
     }
 
 
-def _values(kind: str, data: bytes) -> Any:
-    """A column's values: an array for numbers (not copied into a list), else a list."""
-    if kind == "f8":
-        values = array("d", data)
-    elif kind == "i8":
-        values = array("q", data)
-    else:
-        return decode(kind, None, data)[1]
-    if sys.byteorder != "little":
-        values.byteswap()
-    return values
-
-
 def _sparklines(reader: RunReader, keys: list[str]) -> dict[str, list[float]]:
     """Each key's history as SPARK_POINTS bin means (NaN for an empty bin)."""
     columns: dict[str, list[Any]] = {k: [] for k in keys}
     for _, cols in reader.raw_chunks(keys):
         for key, (kind, _idx, data) in cols.items():
-            columns[key].append(_values(kind, data))
+            columns[key].append(decode_values(kind, data))
     out = {}
     for key, parts in columns.items():
         n = sum(len(p) for p in parts)
@@ -196,31 +183,6 @@ def spark(points: list[float]) -> str:
     return "".join(out)
 
 
-def value_text(value: Any) -> str:
-    """A summary value, short: numbers to 6 significant digits, dicts as ``min 0.1 max 2``."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, dict):
-        return " ".join(f"{k} {value_text(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return f"[{len(value)} items]"
-    text_ = str(value).replace("\n", " ")
-    return text_ if len(text_) <= 40 else text_[:37] + "..."
-
-
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
-
-
 def more_command(data: dict[str, Any]) -> str:
     return f"mpbackend show {data['id']} --dir {shlex.quote(data['root'])}"
 
@@ -234,7 +196,7 @@ def text(data: dict[str, Any]) -> str:
     metrics = data["metrics"]
     if metrics:
         width = min(max(len(k) for k, _, _ in metrics), 32)
-        values = [value_text(v) for _, v, _ in metrics]
+        values = [format_value(v, 40) for _, v, _ in metrics]
         vwidth = min(max(len(v) for v in values), 40)
         lines.append("  summary")
         for (key, _, points), value in zip(metrics, values):
@@ -283,7 +245,7 @@ def html_summary(data: dict[str, Any]) -> str:
     if data["metrics"]:
         cells = "".join(
             f"<tr><td style='text-align:left'>{e(key)}</td>"
-            f"<td style='text-align:right'>{e(value_text(value))}</td>"
+            f"<td style='text-align:right'>{e(format_value(value))}</td>"
             f"<td>{svg(points)}</td></tr>" for key, value, points in data["metrics"])
         if data["more"]:
             cells += f"<tr><td colspan='3'>... and {data['more']} more</td></tr>"

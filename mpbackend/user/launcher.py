@@ -31,11 +31,11 @@ from collections.abc import Iterator
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 
-from . import messages as m
-from .errors import ServiceError
-from .mux import serve
-from .queues import BatchQueue, ReplyQueue
-from .settings import Settings
+from ..shared import messages as m
+from ..shared.entry import serve
+from ..shared.errors import ServiceError
+from ..shared.queues import BatchQueue, ReplyQueue
+from ..shared.settings import Settings
 
 _start_lock = threading.Lock()
 

@@ -16,7 +16,6 @@ number) lets the Interface forget the batches it kept for a replay.
 
 from __future__ import annotations
 
-import builtins
 import concurrent.futures
 import logging
 import pickle
@@ -25,29 +24,14 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING
 
-from . import messages as m
-from .errors import ServiceError
-from .queues import ReplyQueue
-from .store import StoreError
+from ..shared import messages as m
+from ..shared.errors import ServiceError, remote_error
+from ..shared.queues import ReplyQueue
 
 if TYPE_CHECKING:
-    from .service import Service
+    from .launcher import Service
 
 log = logging.getLogger("mpbackend")
-
-_REMOTE_ERRORS: dict[str, type[Exception]] = {
-    name: getattr(builtins, name)
-    for name in ("FileExistsError", "FileNotFoundError", "PermissionError", "ValueError",
-                 "TypeError", "KeyError", "RuntimeError")
-}
-_REMOTE_ERRORS["StoreError"] = StoreError
-
-
-def remote_error(error: tuple[str, str]) -> Exception:
-    """The exception to raise for a request the service answered with ``error``."""
-    name, text = error
-    return _REMOTE_ERRORS.get(name, RuntimeError)(text)
-
 
 class Router:
     """Matches responses to pending requests; fails them all if the service dies."""

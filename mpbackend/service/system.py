@@ -68,7 +68,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .store import StoreError
+from ..shared.errors import StoreError
 
 # psutil is imported by the sampler thread (``_import_psutil``), after the service
 # has said it is ready, so that its import does not delay the service's start.

@@ -33,14 +33,16 @@ Rows, config, summary and state reach the database when the StreamMux calls
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import messages as m
-from .store import RunReader, RunWriter, db_path
+from ..shared import messages as m
+from ..shared.metrics import MetricDefs
+from ..shared.paths import db_path
+from ..store.reader import RunReader
+from ..store.writer import RunWriter
 
 _SCALARS = (type(None), bool, int, float, str)
 
@@ -85,53 +87,18 @@ def plain(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
-SUMMARY_OPS = ("min", "max", "mean", "best", "last", "none")
-GOALS = {"minimize": "minimize", "min": "minimize", "maximize": "maximize", "max": "maximize"}
-
-
 def _number(value: Any) -> bool:
     return (type(value) is int or type(value) is float) and value == value
 
 
-class Metrics:
-    """``define_metric`` definitions, and the summary they shape, for one run.
-
-    A definition is ``{"step_metric", "summary": [ops], "goal", "hidden",
-    "step_sync"}`` under a metric name or a glob (``"val/*"``); an exact name
-    wins over a glob, a longer glob over a shorter one.
-    """
+class Metrics(MetricDefs):
+    """One run's ``define_metric`` definitions and the min/max/mean/best aggregates
+    they ask for, kept as committed rows arrive."""
 
     def __init__(self, defs: dict[str, dict] | None = None,
                  aggregates: dict[str, dict] | None = None) -> None:
-        self.defs: dict[str, dict[str, Any]] = dict(defs or {})
+        super().__init__(defs)
         self.aggregates: dict[str, dict[str, Any]] = dict(aggregates or {})
-        self._resolved: dict[str, dict[str, Any] | None] = {}
-
-    @property
-    def active(self) -> bool:
-        return bool(self.defs)
-
-    def define(self, name: str, spec: dict[str, Any]) -> None:
-        old = self.defs.get(name, {})
-        ops = list(dict.fromkeys([*old.get("summary", []), *spec.get("summary", [])]))
-        merged = {**old, **{k: v for k, v in spec.items() if v is not None}, "summary": ops}
-        if merged.get("step_metric") and merged.get("step_sync") is None:
-            merged["step_sync"] = True
-        self.defs[name] = merged
-        self._resolved.clear()
-
-    def resolve(self, key: str) -> dict[str, Any] | None:
-        try:
-            return self._resolved[key]
-        except KeyError:
-            pass
-        found = self.defs.get(key)
-        if found is None:
-            globs = [g for g in self.defs if ("*" in g or "?" in g) and fnmatch.fnmatchcase(key, g)]
-            if globs:
-                found = self.defs[max(globs, key=len)]
-        self._resolved[key] = found
-        return found
 
     def sync_steps(self, row: dict[str, Any], last: dict[str, Any]) -> None:
         """Fill in the step metric's last value where a synced metric is logged without it."""

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from .settings import Settings
+from ..shared.settings import Settings
 
 _lock = threading.RLock()
 _singleton: _Setup | None = None
@@ -33,7 +33,7 @@ class _Setup:
         # Imported here, not at import: a spawned service process imports this
         # package, and these imports overlap the service's start instead.
         from . import spawnmain
-        from .service import Service
+        from .launcher import Service
 
         spawnmain.install()
         service = Service(settings)

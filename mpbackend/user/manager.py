@@ -38,13 +38,14 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from . import messages as m
-from .errors import Error, ServiceError
+from ..shared import messages as m
+from ..shared.errors import Error, ServiceError
+from ..shared.jupyter import kernel_shutting_down
+from ..shared.settings import Settings
+from ..shared.version import __version__
 from .interface import Interface
+from .launcher import Service
 from .router import Router
-from .service import Service
-from .settings import Settings
-from .version import __version__
 
 if TYPE_CHECKING:
     from .run import Run
@@ -253,20 +254,13 @@ def _set_exit(state: str, exit_code: int | None) -> None:
         manager.exit_code = exit_code
 
 
-def _kernel_shutting_down() -> bool:
-    """True in a Jupyter kernel whose shutdown was requested (it then SIGTERMs itself)."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return bool(getattr(shell, "exit_now", False))
-
-
 def _on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM (a scheduler's preemption): end like Ctrl-C, runs ``interrupted``.
 
     A Jupyter kernel that was asked to shut down also gets SIGTERM on its way
     out; its runs end ``finished``, as they would at a normal exit.
     """
-    if _kernel_shutting_down():
+    if kernel_shutting_down():
         _set_exit("finished", None)
     else:
         _set_exit("interrupted", 128 + signum)

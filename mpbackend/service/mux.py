@@ -42,12 +42,12 @@ import threading
 import time
 from typing import Any
 
-from . import messages as m
+from ..shared import messages as m
+from ..shared.errors import StoreError, error_reply
+from ..shared.queues import BatchQueue, ReplyQueue
+from ..shared.settings import Settings
+from ..shared.version import __version__
 from .internal import Internal, plain
-from .queues import BatchQueue, ReplyQueue
-from .settings import Settings
-from .store import StoreError
-from .version import __version__
 
 log = logging.getLogger("mpbackend.service")
 
@@ -56,9 +56,6 @@ TERM_GRACE = 10.0
 INBOX_BATCHES = 16
 _EOF = object()
 
-# Exceptions a request may fail with that the user side re-raises as the same type.
-_ERROR_TYPES = (FileExistsError, FileNotFoundError, PermissionError, ValueError, TypeError,
-                KeyError, StoreError)
 
 
 def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Settings,
@@ -383,11 +380,8 @@ class StreamMux:
             if handler is None:
                 raise TypeError(f"unknown request {type(message).__name__}")
             response = m.Response(uuid, value=handler(message))
-        except _ERROR_TYPES as exc:
-            response = m.Response(uuid, error=(type(exc).__name__, str(exc)))
-        except Exception as exc:  # a bug: report it to the caller, keep serving
-            log.debug("request %r failed", message, exc_info=True)
-            response = m.Response(uuid, error=("RuntimeError", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # the caller gets it, with this traceback as its cause
+            response = m.Response(uuid, error=error_reply(exc))
         if pid == self.user_pid:
             self._send(response)
 

@@ -2,6 +2,6 @@
 main guard: it executes the script's definitions only (see ``mpbackend.spawnmain``).
 Nothing imports this module."""
 
-from mpbackend.spawnmain import run_definitions
+from mpbackend.user.spawnmain import run_definitions
 
 run_definitions(globals())

@@ -49,11 +49,11 @@ import time
 import weakref
 from typing import Any
 
-from . import messages as m
-from .errors import RequestTimeout, ServiceError, UsageError
-from .queues import BatchQueue
+from ..shared import messages as m
+from ..shared.errors import RequestTimeout, ServiceError, UsageError
+from ..shared.queues import BatchQueue
+from ..shared.settings import Settings
 from .router import Router
-from .settings import Settings
 
 log = logging.getLogger("mpbackend")
 

@@ -39,12 +39,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..shared.errors import StoreError
+from ..shared.paths import DB_NAME
+from ..shared.states import TERMINAL_STATES
+from ..shared.version import __version__
+from ..store.reader import RunReader, pivot
 from . import report
 from .api import Api, ApiRun
-from .store import DB_NAME, RunReader, StoreError
-from .version import __version__
+from .format import duration, flatten, format_value, is_number
 
-TERMINAL_STATES = ("finished", "failed", "crashed", "interrupted")
 EXIT_ERROR = 1
 EXIT_RUN_FAILED = 3  # tail: the run ended, but not "finished"
 EXIT_INTERRUPTED = 130
@@ -151,13 +154,6 @@ def liveness(run: ApiRun) -> str | None:
 # -- formatting ----------------------------------------------------------------------
 
 
-def fmt(value: Any) -> str:
-    """A value for a table cell: short, one line."""
-    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
-        return " ".join(f"{k}={fmt(v)}" for k, v in value.items())
-    return report.format_value(value)
-
-
 def when(ts: float | None) -> str:
     """A timestamp as local date and time."""
     return "" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
@@ -192,7 +188,8 @@ def kv_table(title: str, items: Sequence[tuple[str, Any]]) -> Table:
     table.add_column(style="bold", overflow="fold")
     table.add_column(overflow="fold")
     for key, value in items:
-        table.add_row(escape(key), value if isinstance(value, Text) else escape(fmt(value)))
+        table.add_row(escape(key),
+                      value if isinstance(value, Text) else escape(format_value(value)))
     return table
 
 
@@ -253,9 +250,9 @@ def ls_cmd(root: str, project: str | None, states: tuple[str, ...], tags: tuple[
                          else "left")
     for run in shown:
         table.add_row(escape(run.id), escape(run.name), escape(run.project), state_text(run),
-                      str(run.step), report.duration(report.runtime(run)),
+                      str(run.step), duration(report.runtime(run)),
                       when(run.created_at),
-                      *(escape(fmt(_summary_value(run, m))) for m in metrics))
+                      *(escape(format_value(_summary_value(run, m))) for m in metrics))
     out().print(table)
     if limit and len(runs) > limit:
         err().print(f"({len(runs) - limit} more; --limit to see them)")
@@ -264,7 +261,7 @@ def ls_cmd(root: str, project: str | None, states: tuple[str, ...], tags: tuple[
 def _summary_value(run: ApiRun, key: str) -> Any:
     if key in run.summary:
         return run.summary[key]
-    return report.flatten(run.summary).get(key)
+    return flatten(run.summary).get(key)
 
 
 @cli.command("show")
@@ -281,7 +278,7 @@ def show_cmd(root: str, run_ref: str) -> None:
         ("id", run.id), ("name", run.name), ("project", run.project),
         ("state", state_text(run)), ("dir", run.dir),
         ("created", when(run.created_at)), ("updated", when(run.updated_at)),
-        ("runtime", report.duration(report.runtime(run))), ("steps", run.step),
+        ("runtime", duration(report.runtime(run))), ("steps", run.step),
         ("rows", rows)]
     for key in ("tags", "notes", "group", "job_type", "host", "pid"):
         value = run.info.get(key)
@@ -292,10 +289,10 @@ def show_cmd(root: str, run_ref: str) -> None:
             items.append((key.replace("_", " "), extra[key]))
     console = out()
     console.print(kv_table("Run", items))
-    config = report.flatten(run.config)
+    config = flatten(run.config)
     console.print()
     console.print(kv_table("Config", sorted(config.items())) if config else "Config: (empty)")
-    summary = [(k, when(v) if k == "_timestamp" and report.is_number(v) else v)
+    summary = [(k, when(v) if k == "_timestamp" and is_number(v) else v)
                for k, v in run.summary.items()]
     console.print()
     console.print(kv_table("Summary", summary) if summary else "Summary: (empty)")
@@ -324,8 +321,8 @@ def _show_system(run: ApiRun, console: Console) -> None:
         table.add_column(name, justify="left" if name == "metric" else "right",
                          overflow="fold")
     for key, s in series.items():
-        table.add_row(escape(key), fmt(s.y[-1]), fmt(min(s.y)), fmt(sum(s.y) / len(s.y)),
-                      fmt(max(s.y)))
+        table.add_row(escape(key), format_value(s.y[-1]), format_value(min(s.y)),
+                      format_value(sum(s.y) / len(s.y)), format_value(max(s.y)))
     console.print()
     console.print(table)
 
@@ -347,11 +344,7 @@ def _rows(reader: RunReader, total: int, keys: Sequence[str] | None,
     wanted = None if not keys else [k for k in keys if k != "_step"]
     with closing(reader.chunks(keys=wanted)) as chunks:  # ends its read while the db is open
         for steps, columns in chunks:
-            rows = [{"_step": s} for s in steps]
-            for key, (positions, values) in columns.items():
-                for pos, value in zip(range(len(values)) if positions is None else positions,
-                                      values):
-                    rows[pos][key] = value
+            rows = pivot(steps, columns)
             if done + len(rows) > total:
                 rows = rows[:total - done]
             for row in rows:
@@ -627,7 +620,7 @@ def _line(row: dict[str, Any], keys: Sequence[str] | None) -> str:
     if "_runtime" in row:
         parts.append(f"{row['_runtime']:8.2f}s" if isinstance(row["_runtime"], float)
                      else str(row["_runtime"]))
-    parts += [f"{k}={fmt(row[k])}" for k in shown if k in row]
+    parts += [f"{k}={format_value(row[k])}" for k in shown if k in row]
     return "  ".join(parts)
 
 

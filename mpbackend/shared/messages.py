@@ -105,11 +105,12 @@ class Ready(NamedTuple):
 
 
 class Response(NamedTuple):
-    """The reply to the request with ``uuid``: a value, or an error (type name, text)."""
+    """The reply to the request with ``uuid``: a value, or an error (type name, text,
+    the service's traceback text; see ``errors.error_reply``)."""
 
     uuid: str
     value: Any = None
-    error: tuple[str, str] | None = None
+    error: tuple[str, str, str] | None = None
 
 
 class Committed(NamedTuple):

@@ -1,0 +1,89 @@
+"""define_metric's rules: checked at the call in the user process, applied in the service.
+
+    Run.define_metric(name, ...) --check_metric()--> Metric --DEFINE_METRIC record--> rec_q
+    service: Internal.metrics (a MetricDefs with aggregates) --define()/resolve()--> summary
+    readers: MetricDefs(stored defs).resolve(key) --> hidden metrics left out of summaries
+
+A definition is stored as ``{"step_metric", "summary": [ops], "goal", "hidden",
+"step_sync"}`` under a metric name or a glob (``"val/*"``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, NamedTuple
+
+SUMMARY_OPS = ("min", "max", "mean", "best", "last", "none")
+GOALS = {"minimize": "minimize", "min": "minimize", "maximize": "maximize", "max": "maximize"}
+
+
+class Metric(NamedTuple):
+    """What ``define_metric`` defined (its return value)."""
+
+    name: str
+    step_metric: str | None = None
+    summary: tuple[str, ...] = ()
+    goal: str | None = None
+    hidden: bool = False
+    step_sync: bool | None = None
+
+
+def check_metric(name: Any, step_metric: Any, summary: Any, goal: Any, hidden: Any,
+                 step_sync: Any) -> Metric:
+    """Check define_metric's arguments at the call."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"define_metric() needs a non-empty str name, not {name!r}")
+    if step_metric is not None and (not isinstance(step_metric, str) or not step_metric):
+        raise TypeError(f"step_metric must be a non-empty str, not {step_metric!r}")
+    ops: tuple[str, ...] = ()
+    if summary is not None:
+        if not isinstance(summary, str):
+            raise TypeError(f"summary must be a str such as 'min' or 'min,max', not {summary!r}")
+        ops = tuple(op.strip() for op in summary.split(",") if op.strip())
+        bad = [op for op in ops if op not in SUMMARY_OPS]
+        if bad:
+            raise ValueError(f"unknown summary op(s) {bad}; use {', '.join(SUMMARY_OPS)}")
+    if goal is not None:
+        if goal not in GOALS:
+            raise ValueError(f"goal must be 'minimize' or 'maximize', not {goal!r}")
+        goal = GOALS[goal]
+    if "best" in ops and goal is None:
+        raise ValueError("summary='best' needs goal='minimize' or goal='maximize'")
+    return Metric(name, step_metric, ops, goal, bool(hidden), step_sync)
+
+
+class MetricDefs:
+    """One run's ``define_metric`` definitions, and which one applies to a key.
+
+    A definition is ``{"step_metric", "summary": [ops], "goal", "hidden",
+    "step_sync"}`` under a metric name or a glob (``"val/*"``); an exact name
+    wins over a glob, a longer glob over a shorter one.
+    """
+
+    def __init__(self, defs: dict[str, dict] | None = None) -> None:
+        self.defs: dict[str, dict[str, Any]] = dict(defs or {})
+        self._resolved: dict[str, dict[str, Any] | None] = {}
+
+    def define(self, name: str, spec: dict[str, Any]) -> None:
+        """Add or merge a definition (repeated calls add summary ops, as in wandb)."""
+        old = self.defs.get(name, {})
+        ops = list(dict.fromkeys([*old.get("summary", []), *spec.get("summary", [])]))
+        merged = {**old, **{k: v for k, v in spec.items() if v is not None}, "summary": ops}
+        if merged.get("step_metric") and merged.get("step_sync") is None:
+            merged["step_sync"] = True
+        self.defs[name] = merged
+        self._resolved.clear()
+
+    def resolve(self, key: str) -> dict[str, Any] | None:
+        """The definition that applies to ``key``, or None (cached per key)."""
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        found = self.defs.get(key)
+        if found is None:
+            globs = [g for g in self.defs if ("*" in g or "?" in g) and fnmatch.fnmatchcase(key, g)]
+            if globs:
+                found = self.defs[max(globs, key=len)]
+        self._resolved[key] = found
+        return found

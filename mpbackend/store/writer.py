@@ -1,0 +1,357 @@
+"""RunWriter: the service's handle on one run database (the only writer there is).
+
+    Internal --append()/extend() rows, update_run() fields--> RunWriter
+        --commit() every commit_interval, at a flush, at finish--> run.db (one transaction)
+    SystemMonitor --write_system() samples--> run.db (a transaction of their own)
+
+Rows stay dicts until they are written: appending a row is one list append,
+and rows become columns once per commit, mostly in C (``_columns``). Each
+commit appends only its new rows, as a *part* of the open chunk; once the open
+chunk has ``MAX_PARTS`` parts, or is full, it is rewritten as one chunk in place
+of its parts. So slow logging neither rewrites the whole open chunk on every
+commit nor leaves a trail of one-row chunks. A chunk keeps its keys in the
+order they were first logged. ``schema`` describes the stored form.
+
+A commit that fails (a full disk) changes nothing here, so the next one tries
+the same rows again; at most ``MAX_UNWRITTEN_CHUNKS`` full chunks wait in
+memory meanwhile, older ones are dropped and counted (``lost_rows``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from array import array
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+from ..shared.errors import StoreError
+from ..shared.paths import db_path, make_dirs
+from .schema import (
+    CHUNK_ROWS,
+    JSON_FIELDS,
+    RUN_FIELDS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    connect,
+    encode,
+    little,
+    to_json,
+    transaction,
+)
+
+MAX_PARTS = 32
+# Rows kept in memory while commits fail (a full disk); older ones are dropped, counted.
+MAX_UNWRITTEN_CHUNKS = 256
+# The writer appends: a small page cache is enough, and one service may hold many
+# runs open (SQLite's default is 2 MB per connection).
+WRITER_CACHE_KIB = 256
+
+
+class _Chunk:
+    """The rows of one history chunk, as logged, and how many of them are written.
+
+    Rows stay dicts until they are written: appending a row is then one list
+    append, and the rows become columns once per write, mostly in C.
+    """
+
+    __slots__ = ("steps", "rows", "times", "parts", "written", "mixed")
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.rows: list[dict[str, Any]] = []
+        # The _timestamp of each row that came through ``extend`` (its dict has no
+        # _runtime/_timestamp), None for a row from ``append`` (its dict has them).
+        self.times: list[float | None] = []
+        self.parts: list[int] = []  # chunk numbers its rows were written under so far
+        self.written = 0  # rows already in the store
+        self.mixed = -1  # the last row not known to hold floats only
+
+
+def _columns(rows: list[dict[str, Any]], floats: bool
+             ) -> dict[str, tuple[list[int] | None, Sequence[Any], str | None]]:
+    """``rows`` by column: key -> (positions of the rows that have it or None, values, kind).
+
+    Keys come in the order they were first logged. When every row has the same
+    keys (the usual case), the columns are taken with itemgetter and zip, and
+    if the rows are known to hold ``floats`` only, their kind is "f8" without
+    looking at the values; otherwise kind is None (``_encode`` looks).
+    """
+    keys = list(rows[0])
+    if len(keys) > 1:
+        try:
+            values = list(map(itemgetter(*keys), rows))
+        except KeyError:
+            values = None
+        if values is not None and sum(map(len, rows)) == len(keys) * len(rows):
+            kind = "f8" if floats else None
+            return {key: (None, column, kind) for key, column in zip(keys, zip(*values))}
+    columns: dict[str, tuple[list[int] | None, Sequence[Any], str | None]] = {}
+    for pos, row in enumerate(rows):
+        for key, value in row.items():
+            col = columns.get(key)
+            if col is None:
+                columns[key] = col = ([], [], None)
+            col[0].append(pos)
+            col[1].append(value)
+    return columns
+
+
+def _rows_of(number: int, steps: list[int], rows: list[dict[str, Any]],
+             times: list[float | None], time_base: float, floats: bool
+             ) -> tuple[tuple, list[tuple]]:
+    """The history_chunk row and history_column rows of one chunk.
+
+    ``_runtime`` (``time_base + _timestamp``) and ``_timestamp`` come from
+    ``times`` where the rows do not hold them.
+    """
+    n = len(steps)
+    if None not in times:
+        columns = _columns(rows, floats)
+        clock = {"_runtime": (None, [time_base + t for t in times], "f8"),
+                 "_timestamp": (None, times, "f8")}
+        first = len(rows[0])
+        if first < len(columns):  # as if in the rows: after the first row's keys
+            items = list(columns.items())
+            columns = {**dict(items[:first]), **clock, **dict(items[first:])}
+        else:
+            columns.update(clock)
+    else:
+        for row, ts in zip(rows, times):
+            if ts is not None:
+                row["_runtime"] = time_base + ts
+                row["_timestamp"] = ts
+        columns = _columns(rows, False)
+    head = (number, steps[0], steps[-1], n, little(array("q", steps)).tobytes(),
+            to_json(list(columns)))
+    return head, [(number, key, *encode(positions, values, n, kind))
+                  for key, (positions, values, kind) in columns.items()]
+
+
+class RunWriter:
+    """The service's handle on one run database; not thread-safe, one per run."""
+
+    def __init__(self, run_dir: str, run: dict[str, Any], resume: bool) -> None:
+        """Open (or create) the database in ``run_dir`` and write the run's row.
+
+        ``run`` holds the run table's fields; on ``resume`` an existing row is
+        updated (state back to running) and history continues after its chunks.
+        """
+        self.path = db_path(run_dir)
+        try:
+            make_dirs(run_dir)
+            self._conn = connect(self.path, readonly=False)
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            self._conn.executescript(SCHEMA)
+            self._check_schema()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot write the run database {self.path}: {exc}") from exc
+        now = time.time()
+        row = {f: run.get(f) for f in RUN_FIELDS}
+        row.update(state="running", updated_at=now)
+        row["created_at"] = row["created_at"] or now
+        row["step"] = row["step"] or 0
+        for f in JSON_FIELDS:
+            row[f] = to_json(row[f] if row[f] is not None else ([] if f == "tags" else {}))
+        conn = self._conn
+        with transaction(conn, self.path):
+            if resume and conn.execute("SELECT 1 FROM run").fetchone():
+                conn.execute("UPDATE run SET state='running', updated_at=?, pid=?, "
+                             "exit_code=NULL", (now, row["pid"]))
+            else:
+                conn.execute("DELETE FROM run")
+                conn.execute(f"INSERT INTO run ({','.join(RUN_FIELDS)}) VALUES "
+                             f"({','.join('?' * len(RUN_FIELDS))})",
+                             [row[f] for f in RUN_FIELDS])
+        last = conn.execute("SELECT MAX(chunk) FROM history_chunk").fetchone()[0]
+        self._next = 0 if last is None else last + 1
+        self._open = _Chunk()
+        self._sealed: list[_Chunk] = []
+        self._run_updates: dict[str, Any] = {}
+        self.rows_pending = 0
+        self.lost_rows = 0  # dropped because the store could not be written
+        # The user process's last batch (token, number) whose records are stored:
+        # ``mark`` is written with the next commit, ``stored_mark`` is in the file.
+        self.mark: tuple[str, int] | None = None
+        self.stored_mark: tuple[str, int] | None = None
+        if resume:
+            found = conn.execute("SELECT value FROM meta WHERE key='replay'").fetchone()
+            if found is not None:
+                token, _, seq = found[0].partition(" ")
+                self.stored_mark = (token, int(seq))
+        self.time_base = 0.0  # _runtime = time_base + _timestamp, for rows from extend()
+
+    def _check_schema(self) -> None:
+        conn = self._conn
+        found = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if found is None:
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(found[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {found[0]}, "
+                             f"this mpbackend writes version {SCHEMA_VERSION}")
+
+    def append(self, step: int, row: dict[str, Any]) -> None:
+        """Add one committed history row (``_step`` is ``step``; not in ``row``).
+
+        The store keeps ``row`` (the caller must not change it afterwards).
+        """
+        chunk = self._open
+        chunk.steps.append(step)
+        chunk.rows.append(row)
+        chunk.times.append(None)
+        chunk.mixed = len(chunk.rows) - 1
+        self.rows_pending += 1
+        if len(chunk.rows) >= CHUNK_ROWS:
+            self._sealed.append(chunk)
+            self._open = _Chunk()
+
+    def extend(self, step: int, rows: list[dict[str, Any]], times: list[float],
+               floats: bool = False) -> None:
+        """Add committed rows at ``step``, ``step + 1``, ... with their ``_timestamp``s.
+
+        The rows hold the logged keys only; ``_runtime`` and ``_timestamp`` are
+        made from ``times`` as the rows are written. ``floats``: every value in
+        ``rows`` is known to be a float.
+        """
+        while rows:
+            chunk = self._open
+            room = CHUNK_ROWS - len(chunk.rows)
+            take = rows[:room]
+            chunk.times.extend(times[:room])
+            times = times[room:]
+            chunk.rows.extend(take)
+            if not floats:
+                chunk.mixed = len(chunk.rows) - 1
+            chunk.steps.extend(range(step, step + len(take)))
+            self.rows_pending += len(take)
+            if len(chunk.rows) >= CHUNK_ROWS:
+                self._sealed.append(chunk)
+                self._open = _Chunk()
+            rows = rows[len(take):]
+            step += len(take)
+
+    def update_run(self, **fields: Any) -> None:
+        """Set run-table fields (config, summary, state, step, ...) at the next commit."""
+        for key in fields:
+            if key not in RUN_FIELDS:
+                raise KeyError(key)
+        self._run_updates.update(fields)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.rows_pending or self._run_updates)
+
+    def commit(self) -> None:
+        """Write everything appended or updated since the last commit, in one transaction.
+
+        A full chunk, or an open one with MAX_PARTS parts, is written whole under
+        its first part's number (its other parts are deleted); otherwise the open
+        chunk's new rows are written as one more part. On failure nothing changes
+        here, so the next commit tries again with the same rows.
+        """
+        if not self.dirty:
+            return
+        next_number = self._next
+        heads: list[tuple] = []
+        columns: list[tuple] = []
+        dropped: list[int] = []
+
+        def whole(chunk: _Chunk) -> int:
+            nonlocal next_number
+            if chunk.parts:
+                number = chunk.parts[0]
+                dropped.extend(chunk.parts[1:])
+            else:
+                number, next_number = next_number, next_number + 1
+            head, cols = _rows_of(number, chunk.steps, chunk.rows, chunk.times, self.time_base,
+                                  chunk.mixed < 0)
+            heads.append(head)
+            columns.extend(cols)
+            return number
+
+        for chunk in self._sealed:
+            whole(chunk)
+        opened = self._open
+        open_parts = None
+        if len(opened.steps) > opened.written:
+            if len(opened.parts) + 1 >= MAX_PARTS:
+                open_parts = [whole(opened)]
+            else:
+                number, next_number = next_number, next_number + 1
+                start = opened.written
+                head, cols = _rows_of(number, opened.steps[start:], opened.rows[start:],
+                                      opened.times[start:], self.time_base,
+                                      opened.mixed < start)
+                heads.append(head)
+                columns.extend(cols)
+                open_parts = [*opened.parts, number]
+        updates = dict(self._run_updates)
+        updates["updated_at"] = time.time()
+        for f in JSON_FIELDS:
+            if f in updates:
+                updates[f] = to_json(updates[f])
+        conn = self._conn
+        mark = self.mark
+        try:
+            with transaction(conn, self.path):
+                if dropped:
+                    marks = ",".join("?" * len(dropped))
+                    conn.execute(f"DELETE FROM history_column WHERE chunk IN ({marks})",
+                                 dropped)
+                    conn.execute(f"DELETE FROM history_chunk WHERE chunk IN ({marks})",
+                                 dropped)
+                conn.executemany("INSERT OR REPLACE INTO history_chunk VALUES (?,?,?,?,?,?)",
+                                 heads)
+                conn.executemany("INSERT OR REPLACE INTO history_column VALUES (?,?,?,?,?)",
+                                 columns)
+                conn.execute(f"UPDATE run SET {', '.join(k + '=?' for k in updates)}",
+                             list(updates.values()))
+                # The replay mark moves in the same transaction as the rows it covers:
+                # after a restart, what the store holds and what it says it holds agree.
+                if mark is not None and mark != self.stored_mark:
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('replay', ?)",
+                                 (f"{mark[0]} {mark[1]}",))
+        except StoreError:
+            self._bound_unwritten()
+            raise
+        self._next = next_number
+        self._sealed.clear()
+        if open_parts is not None:
+            opened.parts = open_parts
+            opened.written = len(opened.steps)
+        self._run_updates.clear()
+        self.rows_pending = 0
+        if mark is not None:
+            self.stored_mark = mark
+
+    def _bound_unwritten(self) -> None:
+        """While commits fail, keep at most MAX_UNWRITTEN_CHUNKS full chunks in memory."""
+        excess = len(self._sealed) - MAX_UNWRITTEN_CHUNKS
+        if excess > 0:
+            for chunk in self._sealed[:excess]:
+                self.lost_rows += len(chunk.steps) - chunk.written
+            del self._sealed[:excess]
+
+    def write_system(self, rows: list[tuple[float, float, dict[str, float]]]) -> None:
+        """Append system-metric samples ``(timestamp, runtime, figures)`` in one transaction.
+
+        Separate from ``commit()``: samples come every few seconds and history
+        rows do not wait for them. StoreError if they cannot be written (the
+        caller keeps them to try again).
+        """
+        if not rows:
+            return
+        conn = self._conn
+        with transaction(conn, self.path):
+            conn.executemany("INSERT INTO system (ts, runtime, data) VALUES (?,?,?)",
+                             [(ts, runtime, to_json(data)) for ts, runtime, data in rows])
+
+    def close(self) -> None:
+        """Commit what is left and close the database."""
+        try:
+            self.commit()
+        finally:
+            self._conn.close()

@@ -1,0 +1,337 @@
+"""Run: the user's handle on one run, in the process that opened it or in a child.
+
+    Run.log(data)          --> values: checked, copied --> Interface.put_row / put [7]
+    Run.config[...] = v    --> Config: CONFIG record (fire-and-forget)
+    Run.summary[...] = v   --> Summary: SUMMARY record; reading it asks the service
+    Run.define_metric(...) --> shared.metrics.check_metric --> DEFINE_METRIC record
+    Run.flush()            --> Manager.flush [8]: returns once all logged before it is stored
+    Run.finish()           --> Manager.inform_finish [9]/[a]: the final state and summary
+                           --> read.end_summary.show (a terminal or Jupyter)
+    pickled for a child    --> child.rebuild: the same constructor, with the child's
+                               own Interface on the same rec_q and no Manager
+
+``log()`` does only what must happen at the call: it checks and copies the data
+and, where it is not a row of plain numbers, serialises it. The step rules and
+the summary run in the service, in the run's Internal, so every process that
+logs into the run counts. ``init()`` (``mpbackend.user.init``) makes Runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections.abc import Mapping
+from multiprocessing.context import get_spawning_popen
+from typing import TYPE_CHECKING, Any
+
+from ..shared import messages as m
+from ..shared.errors import Error, UsageError
+from ..shared.metrics import Metric, check_metric
+from ..shared.settings import Settings
+from ..shared.states import RUNNING
+from .config import Config
+from .summary import Summary
+from .values import FLOATS, NUMBERS, PLAIN, STR, check_step, normalize, serialise
+
+if TYPE_CHECKING:
+    from .interface import Interface
+    from .manager import Manager
+
+log = logging.getLogger("mpbackend")
+# Bound at module level: log() looks them up once per call, as globals.
+_HISTORY, _HISTORY_FLOATS = m.HISTORY, m.HISTORY_FLOATS
+_time = time.time
+_pickle_dumps = pickle.dumps
+
+
+class Run:
+    """A run: log to it, read and set its config and summary, flush it, finish it.
+
+    Made by ``mpbackend.init()``. States: ``running``, then ``finished``,
+    ``failed`` (an exception or a non-zero exit code), ``crashed`` (the process
+    or the service died) or ``interrupted`` (KeyboardInterrupt).
+    """
+
+    def __init__(self, spec: dict[str, Any], reply: dict[str, Any], settings: Settings,
+                 manager: Manager | None, interface: Interface | None,
+                 owner_pid: int | None = None) -> None:
+        """The one way a Run is made: by ``init()`` in the process that opens the run,
+        by ``child.rebuild`` in a child it is handed to, and for ``DisabledRun``.
+
+        ``spec`` is what ``init()`` sent to the service ([5]), ``reply`` the
+        service's answer ([6]: id, dir, step, resumed, config); ``manager`` is
+        None in a child (which cannot ask the service anything) and for a
+        disabled run, ``interface`` None for a disabled run only. ``owner_pid``
+        is the process that opened the run (default: this one).
+        """
+        self._manager = manager
+        self._interface = interface
+        self._owner_pid = os.getpid() if owner_pid is None else owner_pid
+        self._settings = settings
+        self._max_array = settings.max_array_size
+        self._spec = spec
+        self._quiet = bool(settings.quiet)  # no end summary (mpbackend.read.end_summary)
+        self.id: str = reply["id"]
+        self.dir: str = reply["dir"]
+        self.project: str = spec["project"]
+        self.name: str = spec["name"] or self.id
+        self.start_time: float = spec["start_time"]
+        self.tags: tuple[str, ...] = tuple(spec.get("tags") or ())
+        self.notes: str | None = spec.get("notes")
+        self.group: str | None = spec.get("group")
+        self.job_type: str | None = spec.get("job_type")
+        self.resumed: bool = reply.get("resumed", False)
+        self.state = RUNNING
+        self._final_step = reply.get("step", 0)
+        self.config = Config(self, reply.get("config") or {})
+        self.summary = Summary(self)
+
+    @property
+    def path(self) -> str:
+        return f"{self.project}/{self.id}"
+
+    @property
+    def _in_child(self) -> bool:
+        return os.getpid() != self._owner_pid
+
+    def __reduce__(self) -> tuple:
+        """A Run travels to a child process only as the child is created.
+
+        It carries the run's identity and the service's rec_q, which a pipe can
+        only hand over while a process starts (fork, spawn, forkserver).
+        """
+        if get_spawning_popen() is None:
+            raise UsageError(
+                f"run {self.id} can only be given to a child process as the process is "
+                "created: in Process(args=...), a Pool or ProcessPoolExecutor "
+                "initializer's initargs, or the Dataset of a DataLoader (forked children "
+                "inherit it). It cannot be sent to a process that is already running, for "
+                "example as a task argument of a started pool: give the run to the pool's "
+                "initializer instead and keep it in a global there.")
+        from .child import rebuild
+
+        assert self._interface is not None
+        reply = {"id": self.id, "dir": self.dir, "resumed": self.resumed,
+                 "config": self.config.as_dict()}
+        return rebuild, (self._spec, reply, self._settings, self._owner_pid,
+                         self._interface.queue, self._interface.service_pid)
+
+    @property
+    def step(self) -> int:
+        """The step the next committed row will get (asks the service while running)."""
+        if self.state != RUNNING:
+            return self._final_step
+        return self._get_summary()["step"]
+
+    def __repr__(self) -> str:
+        return f"<mpbackend.Run {self.path} ({self.state})>"
+
+    def _repr_html_(self) -> str:
+        """How a run shows itself in Jupyter: name, state, dir; the summary once ended."""
+        import html
+
+        from ..read.format import format_value
+
+        rows = [("name", self.name), ("id", self.id), ("project", self.project),
+                ("state", self.state), ("dir", self.dir)]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                       for k, v in rows)
+        out = f"<div class='mpbackend-run'><b>mpbackend run</b><table>{body}</table>"
+        if self.state != RUNNING:
+            summary = {k: v for k, v in dict(self.summary).items() if not k.startswith("_")}
+            if summary:
+                cells = "".join(f"<tr><td style='text-align:left'>{html.escape(k)}</td>"
+                                "<td style='text-align:right'>"
+                                f"{html.escape(format_value(v))}</td></tr>"
+                                for k, v in sorted(summary.items()))
+                out += ("<table class='mpbackend-summary'><tr><th>summary</th><th></th></tr>"
+                        f"{cells}</table>")
+        return out + "</div>"
+
+    def _check_running(self, what: str) -> None:
+        if self.state != RUNNING:
+            raise UsageError(f"run {self.id} is {self.state}; {what} needs a running run")
+
+    def _send_record(self, record: tuple, data: Mapping[str, Any], what: str) -> None:
+        self._check_running(what)
+        self._interface.put(serialise(record, data, what), self.id)
+
+    def _get_summary(self) -> dict[str, Any]:
+        if self._manager is not None and not self._in_child:
+            return self._manager.communicate(m.GetSummary(self.id))
+        return self._interface.communicate(m.GetSummary(self.id))
+
+    def log(self, data: Mapping[str, Any], step: int | None = None,
+            commit: bool | None = None) -> None:
+        """Log a dict of values as one history row; never waits for the service.
+
+        ``step`` and ``commit`` follow wandb (see ``mpbackend.internal``). Raises
+        TypeError or ValueError for a bad key or value, at the call.
+        """
+        if self.state != RUNNING:
+            raise UsageError(f"run {self.id} is {self.state}; log() needs a running run")
+        if step is not None and (type(step) is not int or step < 0):
+            step = check_step(step)
+        if type(data) is dict and STR.issuperset(map(type, data)) and "" not in data:
+            # Builtin str keys and numbers: nothing the pickler can fail on, nothing
+            # that can change after a shallow copy. The sender thread pickles the
+            # row with the rest of its batch.
+            if FLOATS.issuperset(map(type, data.values())):
+                self._interface.put_row((_HISTORY_FLOATS, self.id, data.copy(), step, commit,
+                                         _time()))
+                return
+            if NUMBERS.issuperset(map(type, data.values())):
+                self._interface.put_row((_HISTORY, self.id, data.copy(), step, commit, _time()))
+                return
+        if (type(data) is dict and PLAIN.issuperset(map(type, data.values()))
+                and STR.issuperset(map(type, data)) and "" not in data):
+            # Strings too: the C pickler cannot fail on them or refer to __main__;
+            # pickled here so that a long text counts its size against the buffer.
+            record = _pickle_dumps((m.HISTORY, self.id, data, step, commit, time.time()), 5)
+        else:
+            data = normalize(data, self._max_array)
+            record = serialise((m.HISTORY_ANY, self.id, data, step, commit, time.time()),
+                                data, "log()")
+        self._interface.put(record, self.id)
+
+    def define_metric(self, name: str, step_metric: str | None = None,
+                      summary: str | None = None, goal: str | None = None,
+                      hidden: bool = False, step_sync: bool | None = None) -> Metric:
+        """Shape a metric's summary (``min``, ``max``, ``mean``, ``best``, ``last``,
+        ``none``, comma-joined) and its x axis; ``name`` may be a glob (``"val/*"``)."""
+        metric = check_metric(name, step_metric, summary, goal, hidden, step_sync)
+        spec = {"step_metric": metric.step_metric, "summary": list(metric.summary),
+                "goal": metric.goal, "hidden": metric.hidden, "step_sync": metric.step_sync}
+        self._send_record((m.DEFINE_METRIC, self.id, name, spec), spec, "define_metric()")
+        return metric
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once everything this process logged before the call is in the store.
+
+        In a child process it returns once the child's records are in the queue
+        to the service; the owner's ``flush()`` after that makes them durable.
+        """
+        if self._in_child:
+            self._interface.drain(self._interface.request_timeout if timeout is None
+                                  else timeout)
+            return
+        self._manager.flush(self.id, timeout)
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """End the run (idempotent): ``finished``, or ``failed`` for a non-zero exit code.
+
+        Never raises because the service is gone or slow: it warns, and the run
+        is then ``crashed`` here (what the store says depends on how far it got).
+        In a terminal or Jupyter a short summary is shown (``mpbackend.end_summary``)
+        unless ``quiet`` (default: ``Settings.quiet``) or ``MPBACKEND_SILENT=1``.
+        """
+        if self.state != RUNNING:
+            return
+        if self._in_child:
+            log.warning("mpbackend: finish() in a child process (pid %d) does nothing: "
+                        "run %s is finished by the process that started it", os.getpid(),
+                        self.id)
+            return
+        self._end("failed" if exit_code else "finished", exit_code, None, quiet)
+
+    def _end(self, state: str, exit_code: int | None, timeout: float | None,
+             quiet: bool | None = None) -> None:
+        """Ask the service to end the run; bounded by ``timeout``, never raises Error."""
+        try:
+            reply = self._manager.inform_finish(self.id, state, exit_code, timeout,
+                                                self._interface.dropped_by.get(self.id, 0))
+        except Error as exc:
+            log.warning("mpbackend: run %s could not be finished: %s", self.id, exc)
+            self._ended("crashed")
+            return
+        self.summary._final = dict(reply["summary"])
+        self._final_step = reply["step"]
+        lost = reply["lost_rows"] + reply["dropped_records"]
+        if lost:
+            log.warning("mpbackend: run %s lost at least %d record(s): dropped while the "
+                        "buffer was full (buffer_policy='drop') or the service was down, or "
+                        "not writable to the store", self.id, lost)
+        self._ended(reply["state"])
+        from ..read.end_summary import show  # the end summary: only when a run ends
+
+        show(self, quiet)
+
+    def _ended(self, state: str) -> None:
+        """The run is over (finished here, or stopped with its service)."""
+        self.state = state
+        if self._manager is not None:
+            self._manager.runs.pop(self.id, None)
+        forget(self)
+
+    def _finish_at_exit(self, state: str, exit_code: int | None, timeout: float) -> None:
+        if self.state == RUNNING:
+            self._end(state, exit_code, timeout)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: Any, tb: Any) -> None:
+        if kind is None:
+            self.finish()
+        elif self.state == RUNNING:
+            self._end("interrupted" if issubclass(kind, KeyboardInterrupt) else "failed",
+                      1, None)
+
+
+class DisabledRun(Run):
+    """``mode="disabled"``: a run that accepts every call and writes nothing."""
+
+    def __init__(self, spec: dict[str, Any], settings: Settings) -> None:
+        super().__init__(spec, {"id": spec["id"], "dir": spec["run_dir"],
+                                "config": spec["config"]}, settings, None, None)
+        self.config = Config(None, spec["config"])
+        self.summary = Summary(None, {})
+
+    def __reduce__(self) -> tuple:
+        return DisabledRun, (self._spec, self._settings)
+
+    @property
+    def step(self) -> int:
+        return 0
+
+    def log(self, data: Mapping[str, Any], step: int | None = None,
+            commit: bool | None = None) -> None:
+        """Accepted and dropped."""
+
+    def define_metric(self, name: str, step_metric: str | None = None,
+                      summary: str | None = None, goal: str | None = None,
+                      hidden: bool = False, step_sync: bool | None = None) -> Metric:
+        """Checked as a real run checks it, and dropped."""
+        return check_metric(name, step_metric, summary, goal, hidden, step_sync)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing to flush."""
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """Mark the run ended; nothing is stored."""
+        if self.state == RUNNING:
+            self._ended("failed" if exit_code else "finished")
+
+    def _end(self, state: str, exit_code: int | None, timeout: float | None,
+             quiet: bool | None = None) -> None:
+        self._ended(state)
+
+
+def make_current(run: Run) -> None:
+    """``mpbackend.run``, ``mpbackend.config`` and ``mpbackend.summary`` are now ``run``'s."""
+    import mpbackend
+
+    mpbackend.run = run
+    mpbackend.config = run.config
+    mpbackend.summary = run.summary
+
+
+def forget(run: Run) -> None:
+    """``run`` has ended: it is no longer ``mpbackend.run``."""
+    import mpbackend
+
+    if mpbackend.run is run:
+        mpbackend.run = None

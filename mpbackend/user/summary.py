@@ -1,0 +1,102 @@
+"""Summary: a run's summary as the user process sees it; the service keeps the real one.
+
+    run.summary["best"] = v --SUMMARY record--> rec_q --> Internal.update_summary
+    run.summary["loss"]     --GetSummary request--> the service's summary, as of
+                              everything sent before it (rows from children included)
+    after finish():           the final summary, from finish()'s reply, in memory
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ..shared import messages as m
+from .values import convert
+
+if TYPE_CHECKING:
+    from .run import Run
+
+
+class Summary(MutableMapping):
+    """A run's summary, kept by the service: last values, or what define_metric asks.
+
+    Reading asks the service, so it sees everything logged before it; setting a
+    key sends it, and a key the user set stays set. After the run ends, the final
+    summary is read from memory.
+    """
+
+    def __init__(self, run: Run | None, final: Mapping[str, Any] | None = None) -> None:
+        self._run = run
+        self._final: dict[str, Any] | None = dict(final) if final is not None else None
+
+    def _current(self) -> dict[str, Any]:
+        run = self._run
+        if run is None or run.state != "running":
+            return dict(self._final or {})
+        return run._get_summary()["summary"]
+
+    def _send(self, data: Mapping[str, Any], deleted: list[str]) -> None:
+        run = self._run
+        if run is None or run.state != "running":
+            final = self._final if self._final is not None else {}
+            final.update(data)
+            for key in deleted:
+                final.pop(key, None)
+            self._final = final
+            return
+        clean = {str.__str__(k) if isinstance(k, str) else k: convert(v, run._max_array)
+                 for k, v in data.items()}
+        for key in clean:
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"summary keys must be non-empty str, not {key!r}")
+        run._send_record((m.SUMMARY, run.id, clean, deleted), clean, "summary")
+
+    def update(self, data: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        self._send({**dict(data or {}), **kwargs}, [])
+
+    def __getitem__(self, key: str) -> Any:
+        return self._current()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._send({key: value}, [])
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._current():
+            raise KeyError(key)
+        self._send({}, [key])
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        try:
+            return self._current()[key]
+        except KeyError:
+            raise AttributeError(f"summary has no key {key!r}") from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._current()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._current().get(key, default)
+
+    def keys(self) -> Any:
+        return self._current().keys()
+
+    def items(self) -> Any:
+        return self._current().items()
+
+    def values(self) -> Any:
+        return self._current().values()
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._current()
+
+    def __repr__(self) -> str:
+        return f"Summary({self._current()!r})"

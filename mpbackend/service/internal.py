@@ -45,6 +45,7 @@ from ..store.reader import RunReader
 from ..store.writer import RunWriter
 
 _SCALARS = (type(None), bool, int, float, str)
+MAX_ERRORS = 20  # unexpected service errors kept, with tracebacks, per run
 
 
 def plain(value: Any, depth: int = 0) -> Any:
@@ -191,6 +192,8 @@ class Internal:
         self.metrics = Metrics()
         self.start_time: float = spec["start_time"]
         self.runtime_before = 0.0
+        self.errors: list[dict[str, Any]] = []  # unexpected errors (note_error), the first few
+        self.error_count = 0
         if resuming:
             with RunReader(self.run_dir) as reader:
                 old = reader.info()
@@ -201,6 +204,8 @@ class Internal:
             self.user_summary = dict(extra.get("user_summary", {}))
             self.last = dict(extra.get("last", old["summary"]))
             self.runtime_before = float(self.last.get("_runtime", 0.0))
+            self.errors = list(extra.get("service_errors", []))[:MAX_ERRORS]
+            self.error_count = int(extra.get("service_error_count", len(self.errors)))
         self.resumed = resuming
         self.writer = RunWriter(self.run_dir, {
             "id": self.id, "project": spec["project"], "name": spec.get("name"),
@@ -360,13 +365,25 @@ class Internal:
         """Last logged values shaped by define_metric, overridden by what the user set."""
         return {**self.metrics.shape(self.last), **self.user_summary}
 
+    def note_error(self, text: str, tb: str) -> None:
+        """Keep an unexpected error of the service with the run (``extra["service_errors"]``).
+
+        The first MAX_ERRORS are kept with their tracebacks, all are counted; they
+        reach the store with the next commit.
+        """
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append({"time": time.time(), "error": text, "traceback": tb})
+        self._save_summary()
+
     def _save_summary(self) -> None:
         """Queue the summary and what it is computed from for the next commit."""
         self.writer.update_run(step=self.step, summary=self.summary(), extra={
             "metrics": self.metrics.defs, "aggregates": self.metrics.aggregates,
             "user_summary": self.user_summary, "last": self.last,
             "dropped_steps": self.dropped_steps, "dropped_records": self.dropped_records,
-            "lost_rows": self.writer.lost_rows})
+            "lost_rows": self.writer.lost_rows, "service_errors": self.errors,
+            "service_error_count": self.error_count})
 
     # -- transactions ----------------------------------------------------
 

@@ -40,7 +40,8 @@ import select
 import signal
 import threading
 import time
-from typing import Any
+import traceback
+from typing import Any, NamedTuple
 
 from ..shared import messages as m
 from ..shared.errors import StoreError, error_reply
@@ -52,6 +53,8 @@ from .internal import Internal, plain
 log = logging.getLogger("mpbackend.service")
 
 DRAIN_SECONDS = 1.0
+_WHAT = {m.CONFIG: "a config update", m.SUMMARY: "a summary update",
+         m.DEFINE_METRIC: "define_metric()", m.HISTORY_ANY: "a logged row"}
 TERM_GRACE = 10.0
 INBOX_BATCHES = 16
 _EOF = object()
@@ -77,20 +80,34 @@ def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Setting
     mux.run(resume, replay)
 
 
+class _Failure(NamedTuple):
+    """A thread of the service failed unexpectedly; the main loop stores it and ends."""
+
+    where: str
+    error: BaseException
+    traceback: str
+
+
 def _read(rec_q: BatchQueue, inbox: queue.Queue, stop: threading.Event) -> None:
-    """Reader thread: rec_q -> inbox, until every writer is gone."""
+    """Reader thread: rec_q -> inbox, until every writer is gone.
+
+    Its own failure goes into the inbox too (a ``_Failure``), so the main loop
+    never waits for a reader that has died.
+    """
     while True:
         try:
             item: Any = rec_q.get_bytes()
         except (EOFError, OSError):
             item = _EOF
+        except BaseException as exc:
+            item = _Failure("reading rec_q", exc, traceback.format_exc())
         while not stop.is_set():
             try:
                 inbox.put(item, timeout=0.5)
                 break
             except queue.Full:
                 continue
-        if item is _EOF or stop.is_set():
+        if item is _EOF or type(item) is _Failure or stop.is_set():
             return
 
 
@@ -204,6 +221,10 @@ class StreamMux:
                 if item is _EOF:
                     self._end_all("crashed")
                     break
+                if type(item) is _Failure:
+                    self._unexpected(None, item.where, item.error, item.traceback)
+                    self._end_all("crashed")
+                    break
                 if item is not None:
                     self._batch(item)
                 if self.user_died.is_set():
@@ -215,6 +236,12 @@ class StreamMux:
                     break
                 if time.monotonic() - self._last_commit >= interval:
                     self._commit_all()
+        except Exception as exc:  # a bug in the loop itself: keep what can be kept
+            self._unexpected(None, "the service's main loop", exc, traceback.format_exc())
+            try:
+                self._end_all("crashed")
+            except Exception:
+                log.debug("ending the runs after a failure failed", exc_info=True)
         finally:
             self.stop.set()
             if self.system is not None:
@@ -262,6 +289,9 @@ class StreamMux:
             except StoreError as exc:
                 stored = False
                 self._notice("store:" + internal.id, f"run {internal.id}: {exc}")
+            except Exception as exc:
+                stored = False
+                self._unexpected(internal.id, "a commit", exc, traceback.format_exc())
         if stored and mark is not None and mark != self.acked:
             self.acked = mark
             self._send(m.Committed(mark[1]))
@@ -309,12 +339,24 @@ class StreamMux:
                     run.append(record)
                 continue
             if runs:
-                for run in runs.values():
-                    self._rows(pid, worker, run)
+                self._apply_rows(pid, worker, runs)
                 runs = {}
-            handlers[op](pid, worker, record)
-        for run in runs.values():
-            self._rows(pid, worker, run)
+            try:
+                handlers[op](pid, worker, record)
+            except Exception as exc:
+                self._unexpected(record[1] if op != m.REQUEST else None,
+                                 _WHAT.get(op, "a record"), exc, traceback.format_exc())
+        if runs:
+            self._apply_rows(pid, worker, runs)
+
+    def _apply_rows(self, pid: int, worker: Any, runs: dict[str, list[tuple]]) -> None:
+        """The log() records of a batch, run by run; a failure costs only its own run's."""
+        for stream, records in runs.items():
+            try:
+                self._rows(pid, worker, records)
+            except Exception as exc:
+                self._unexpected(stream, f"storing {len(records)} logged row(s)", exc,
+                                 traceback.format_exc())
 
     def _not_stored(self, records: list, token: str, seq: int) -> list[tuple]:
         """The records of a replayed batch that the store does not hold yet."""
@@ -449,11 +491,29 @@ class StreamMux:
             if not isinstance(message, m.Response):
                 return
             payload = pickle.dumps(m.Response(message.uuid, error=(
-                "RuntimeError", f"the reply could not be sent: {exc}")), protocol=5)
+                "RuntimeError", f"the reply could not be sent: {exc}", "")), protocol=5)
         try:
             self.rsp_q.put_bytes(payload, timeout=5.0)
         except OSError:
             self.user_died.set()
+
+    def _unexpected(self, stream: str | None, what: str, exc: BaseException, tb: str) -> None:
+        """An error the service did not expect (a bug, or a value it cannot handle).
+
+        It is stored with the run it concerns (every open run, when it concerns
+        no one run: ``extra["service_errors"]``, with the traceback) and told to
+        the user once per kind as a warning, and the service goes on. Never only
+        sent to a logger nobody configured.
+        """
+        text = f"{what} failed in the mpbackend service: {type(exc).__name__}: {exc}"
+        internal = self.streams.get(stream) if stream is not None else None
+        for target in [internal] if internal is not None else list(self.streams.values()):
+            try:
+                target.note_error(text, tb)
+            except Exception:
+                log.debug("an error could not be noted with run %s", target.id, exc_info=True)
+        where = f" (stored with run {stream})" if internal is not None else ""
+        self._notice("unexpected:" + what, text + where)
 
     def _notice(self, key: str, text: str, limit: int = 1) -> None:
         """Tell the user once (or ``limit`` times) per ``key``."""

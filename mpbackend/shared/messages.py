@@ -1,12 +1,20 @@
-"""The messages that cross the two queues, named after seed 001's numbers.
+"""The messages that cross the two queues; the numbers [1]..[e] are the manager's.
+
+The manager's conversation with the service has numbered steps, each a
+request and its reply: [1]/[2] start the process and wait until it is ready,
+[3]/[4] ensure it is up (and of our version), [5]/[6] open a run, [7] a logged
+row (no reply) and [8] the flush barrier, [9]/[a] finish a run, [b]/[c] stop
+every run at exit, [d]/[e] poll until the service has drained. They are the
+steps of the wandb "service" design this project re-implements on queues, and
+the table at the end of this docstring maps each to its message.
 
 rec_q (user process and its children -> service) carries *batches*. A batch is
 the pickle of ``(pid, worker, records, seq, token)``: the sending process, its
 DataLoader worker id or None, a list of records, and the batch's number under
 the user process's ``token`` (kept for a replay after a service restart; -1 and
-None from a child). A record is serialised in the
-caller's thread by ``interface.dumps`` (it is then ``bytes`` in the list), except
-a ``log()`` row of builtin numbers, which travels as the tuple itself, pickled
+None from a child). A record is serialised in the caller's thread by
+``mpbackend.user.interface.dumps`` (it is then ``bytes`` in the list), except a
+``log()`` row of builtin numbers, which travels as the tuple itself, pickled
 with its batch. A record is a plain tuple whose first item is its opcode:
 
     (HISTORY, stream, data, step, commit, timestamp)  [7] a log() call
@@ -29,7 +37,7 @@ then ``Response`` (one per request, matched by uuid) and ``Notice`` (a warning
 for the user). Only standard types travel on rsp_q, so the router never needs
 to import user code.
 
-    seed 001     request            reply value
+    step         request            reply value
     [1]/[2]      (process start)    Ready(pid, version)
     [3]/[4]      EnsureUp           {"pid", "version"}
     [5]/[6]      InformInit         {"id", "dir", "step", ...} of the new stream

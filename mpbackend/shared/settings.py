@@ -8,6 +8,7 @@ the same values.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -17,6 +18,27 @@ FIELDS = ("start_method", "dir", "start_timeout", "request_timeout", "exit_timeo
           "watchdog_interval", "max_array_size", "max_restarts", "system_interval", "quiet")
 _FROM_ENV: Any = object()  # a default read from the environment when the Settings is made
 BUFFER_POLICIES = ("block", "drop")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {choices}, not {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, not {value!r}")
+
+
+def _number(name: str, value: Any) -> float:
+    """``value`` if it is a real number (not a bool), else TypeError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {value!r}")
+    return value
+
+
+def _int(name: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be an int >= {least}, not {value!r}")
 
 
 def _env(name: str, default: str) -> str:
@@ -104,7 +126,8 @@ class Settings:
                  max_array_size: int = max_array_size, max_restarts: int = max_restarts,
                  system_interval: Any = _FROM_ENV, quiet: bool = quiet) -> None:
         """``start_method``, ``dir`` and ``system_interval`` left out come from the
-        environment (see above); every value is checked here (ValueError)."""
+        environment (see above); every value is checked here: TypeError for a
+        wrong type, ValueError for a wrong value."""
         self.start_method = (start_method if start_method is not None
                              else _env("MPBACKEND_START_METHOD", Settings.start_method))
         self.dir = dir if dir is not None else _env("MPBACKEND_DIR", Settings.dir)
@@ -140,26 +163,32 @@ class Settings:
     __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
 
     def _check(self) -> None:
-        if self.start_method not in START_METHODS:
-            raise ValueError(
-                f"start_method must be one of {START_METHODS}, not {self.start_method!r}"
-            )
-        if self.buffer_policy not in BUFFER_POLICIES:
-            raise ValueError(
-                f"buffer_policy must be one of {BUFFER_POLICIES}, not {self.buffer_policy!r}"
-            )
+        """Every field as its docstring says: TypeError for a wrong type, ValueError for a
+        wrong value, raised where the Settings is made (not later, in the service)."""
+        _choice("start_method", self.start_method, START_METHODS)
+        _choice("buffer_policy", self.buffer_policy, BUFFER_POLICIES)
+        if isinstance(self.dir, os.PathLike):
+            self.dir = os.fspath(self.dir)
+        if not isinstance(self.dir, str):
+            raise TypeError(f"dir must be a str or a path, not {type(self.dir).__name__}")
+        if not self.dir:
+            raise ValueError("dir must not be empty")
         for name in ("start_timeout", "request_timeout", "exit_timeout", "send_interval",
                      "commit_interval", "watchdog_interval"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
+            value = _number(name, getattr(self, name))
+            if not value > 0 or not math.isfinite(value):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        interval = self.system_interval
-        if interval is not None and (isinstance(interval, bool) or
-                                     not isinstance(interval, (int, float)) or interval < 0):
-            raise ValueError(f"system_interval must be a number of seconds >= 0 (0 or None: "
-                             f"off), not {interval!r}")
-        if not isinstance(self.buffer_bytes, int) or self.buffer_bytes < 1024:
-            raise ValueError(f"buffer_bytes must be an int >= 1024, not {self.buffer_bytes!r}")
+        if self.system_interval is not None:
+            interval = _number("system_interval", self.system_interval)
+            if not interval >= 0 or not math.isfinite(interval):
+                raise ValueError(f"system_interval must be a number of seconds >= 0 (0 or "
+                                 f"None: off), not {interval!r}")
+        _int("buffer_bytes", self.buffer_bytes, 1024)
+        _int("batch_records", self.batch_records, 1)
+        _int("max_array_size", self.max_array_size, 1)
+        _int("max_restarts", self.max_restarts, 0)
+        if not isinstance(self.quiet, bool):
+            raise TypeError(f"quiet must be True or False, not {self.quiet!r}")
 
     @classmethod
     def coerce(cls, value: Settings | dict[str, Any] | None, **overrides: Any) -> Settings:

@@ -1,4 +1,4 @@
-"""Interface: how a process talks to the service (the seeds' Backend and InterfaceSock).
+"""Interface: how a process talks to the service (wandb's Backend and Interface).
 
     log(), config, summary --publish-----> dumps() --> buffer --(sender thread)--> rec_q
     init, flush, finish    --communicate--> dumps() --> buffer --(now)-----------> rec_q
@@ -104,6 +104,15 @@ def _dumps_by_value(obj: Any, first_error: Exception | None) -> bytes:
                         f"{cause}") from exc
 
 
+def _stream_of(item: bytes | tuple) -> str | None:
+    """The run a buffered record belongs to (None for a request or an unreadable one)."""
+    try:
+        record = item if type(item) is tuple else pickle.loads(item)  # type: ignore[arg-type]
+    except Exception:
+        return None
+    return record[1] if record and record[0] != m.REQUEST else None
+
+
 def _size(item: bytes | tuple) -> int:
     """What a buffered record counts against the buffer bound."""
     if type(item) is tuple:
@@ -156,7 +165,9 @@ class Interface:
         self._idle = True
         self._sender: threading.Thread | None = None
         self._closed = False
-        self._broken: str | None = None
+        self._broken: str | None = None  # why records are dropped now (None: they are not)
+        self._sender_error: str | None = None  # the sender thread died, and why
+        self._unsent: list[bytes | tuple] = []  # the batch the sender is writing
         self.dropped = 0  # records dropped in all: full buffer (drop policy), dead service
         self.dropped_by: dict[str, int] = {}  # the same, per run, where the run is known
         # Replay (the run owner only): batches are numbered; those written but not
@@ -258,6 +269,9 @@ class Interface:
             self.dropped_by[stream] = self.dropped_by.get(stream, 0) + 1
 
     def _put_slow(self, data: bytes | tuple, urgent: bool, stream: str | None = None) -> None:
+        if urgent and self._sender_error is not None:
+            self._write_request(data)
+            return
         size = _size(data)
         with self._lock:
             if self._broken is not None:
@@ -320,7 +334,39 @@ class Interface:
             multiprocessing.util.Finalize(self, self.drain, exitpriority=100)
 
     def _send_loop(self) -> None:
-        """Sender thread: buffer -> rec_q, one batch per wake-up.
+        """Sender thread: its one job, and what happens if it fails."""
+        try:
+            self._send_batches()
+        except BaseException as exc:
+            self._sender_failed(exc)
+
+    def _sender_failed(self, exc: BaseException) -> None:
+        """The sender thread died: the interface is broken for records, not for requests.
+
+        One warning; what was buffered and everything published from now on is
+        dropped and counted (and the count reaches the run's store at finish),
+        instead of every ``log()`` waiting out ``request_timeout`` for a sender
+        that is gone. Requests (flush, finish, the stop at exit) are then written
+        by the caller's thread itself, so the run still ends properly.
+        """
+        reason = (f"the mpbackend sender thread failed ({type(exc).__name__}: {exc}); "
+                  "records logged from now on are dropped")
+        with self._lock:
+            self._sender_error = reason
+            for data in [*self._unsent, *self._q]:
+                self._drop(_stream_of(data))
+            self._unsent = []
+            self._q.clear()
+            self._big = 0
+            self._in_flight = False
+            if self._broken is None:
+                self._broken = reason
+            self._set_room()
+            self._space.notify_all()
+        log.warning("mpbackend: %s", reason)
+
+    def _send_batches(self) -> None:
+        """Buffer -> rec_q, one batch per wake-up.
 
         It wakes every ``send_interval`` while records come (sooner for a full
         batch or a request); after ``IDLE_ROUNDS`` wake-ups with nothing to send
@@ -353,7 +399,8 @@ class Interface:
                 continue
             empty = 0
             self._in_flight = True
-            batch = []
+            batch: list[bytes | tuple] = []
+            self._unsent = batch  # what a failure of this thread would lose
             big = 0
             for _ in range(len(q)):
                 data = q.popleft()
@@ -370,6 +417,7 @@ class Interface:
                 else:
                     payload = _pickle_dumps((pid, worker, batch, -1, None), 5)
                 self._write(payload, batch)
+            self._unsent = []
             with self._lock:
                 if big:
                     self._big -= big
@@ -386,16 +434,24 @@ class Interface:
                 self.set_broken(f"the mpbackend service is gone ({exc})")
                 break
         # Rare: the batch is lost. Count it per run, as the hot path would have.
-        streams = []
-        for data in batch:
-            try:
-                record = data if type(data) is tuple else pickle.loads(data)
-            except Exception:
-                record = None
-            streams.append(record[1] if record and record[0] != m.REQUEST else None)
+        streams = [_stream_of(data) for data in batch]
         with self._lock:
             for stream in streams:
                 self._drop(stream)
+
+    def _write_request(self, data: bytes | tuple) -> None:
+        """With no sender thread left, a request goes to rec_q from the caller's thread.
+
+        It is a batch of its own, not numbered for a replay (a request is never
+        replayed). ServiceError if the service cannot be reached.
+        """
+        payload = _pickle_dumps((os.getpid(), _worker_id(), [data], -1, None), 5)
+        try:
+            if self._rec_q.put_bytes(payload, timeout=self._request_timeout):
+                return
+        except OSError as exc:
+            raise ServiceError(f"the mpbackend service is gone ({exc})") from exc
+        raise ServiceError(f"rec_q stayed locked for {self._request_timeout:g} s")
 
     # -- replay after a service restart (the run owner only) ----------------------
 
@@ -429,7 +485,7 @@ class Interface:
         with self._lock:
             self._router = router
             self.service_pid = service_pid
-            self._broken = None
+            self._broken = self._sender_error  # a dead sender stays dead
             self._set_room()
             self._space.notify_all()
 

@@ -1,4 +1,4 @@
-"""Manager: owns this process's service; every numbered message of seed 001 goes through it.
+"""Manager: owns this process's service; every numbered message ([1]..[e]) goes through it.
 
     setup() --> Manager --[1]/[2] Service.start()---------------> service process
                         --[3]/[4] ensure_up()    (EnsureUp)    --> StreamMux

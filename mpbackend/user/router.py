@@ -8,8 +8,13 @@ The router waits on the rsp_q pipe and on the service process's sentinel at
 once (``multiprocessing.connection.wait``), as ProcessPoolExecutor's manager
 thread does, so a service that dies never leaves a caller waiting: within a
 moment every pending request fails with a ServiceError that names the exit
-code, and every later request fails at once. A reply whose uuid is unknown (its
-caller timed out and forgot it) is logged and dropped. A Notice is logged as a
+code, and every later request fails at once. As in ProcessPoolExecutor, *any*
+exception while reading or dispatching replies (a reply that cannot be read, a
+pipe in a bad state) counts as a broken service: the service is killed (so it
+cannot go on reading rec_q beside a replacement) and every pending request fails
+with a ServiceError whose ``__cause__`` is that exception; the thread never dies
+silently. A reply whose uuid is unknown (its caller timed out and forgot it) is
+logged and dropped. A Notice is logged as a
 warning for the user. Committed (the service stored the owner's batches up to a
 number) lets the Interface forget the batches it kept for a replay.
 """
@@ -78,9 +83,13 @@ class Router:
             return len(self._pending)
 
     def _run(self) -> None:
-        reader = self._rsp_q.reader
-        sentinel = self._service.process.sentinel
+        """The thread's one job: replies to futures, until the service is gone."""
+        cause: BaseException | None = None
         try:
+            reader = self._rsp_q.reader
+            process = self._service.process
+            assert process is not None, "the service was not launched"
+            sentinel = process.sentinel
             while True:
                 ready = wait([reader, sentinel], timeout=1.0)
                 if reader in ready:
@@ -88,12 +97,22 @@ class Router:
                 if sentinel in ready:
                     break
             self._read_ready()  # replies written just before the end
-        except (EOFError, OSError):
-            pass
+        except EOFError:
+            pass  # the service closed its end: it is exiting
+        except BaseException as exc:  # anything else: the service counts as broken
+            cause = exc
+        if cause is not None:
+            # The service may still be alive, but its replies can no longer be read.
+            self._service.kill()
         self._service.join(timeout=1.0)
         code = self._service.exitcode
-        self._fail_all(ServiceError(
-            f"the mpbackend service (pid {self._service.pid}) exited with code {code}", code))
+        text = f"the mpbackend service (pid {self._service.pid}) exited with code {code}"
+        if cause is not None:
+            text = (f"the mpbackend service's replies could not be read "
+                    f"({type(cause).__name__}: {cause}); it was stopped (exit code {code})")
+        error = ServiceError(text, code)
+        error.__cause__ = cause
+        self._fail_all(error)
 
     def _read_ready(self) -> None:
         while self._rsp_q.poll(0):
@@ -106,6 +125,8 @@ class Router:
             if future is None:
                 log.debug("mpbackend: a reply to an unknown request %s was dropped",
                           message.uuid)
+            elif future.done():  # cancelled by its caller meanwhile
+                pass
             elif message.error is not None:
                 future.set_exception(remote_error(message.error))
             else:
@@ -122,8 +143,15 @@ class Router:
         with self._lock:
             self._error = error
             pending, self._pending = self._pending, {}
-        # First, so a caller woken by the failure already sees a restart under way.
-        if self._on_broken is not None:
-            self._on_broken(str(error))
-        for future in pending.values():
-            future.set_exception(error)
+        # First, so a caller woken by the failure already sees a restart under way;
+        # but whatever it does, every pending future fails below.
+        try:
+            if self._on_broken is not None:
+                self._on_broken(str(error))
+        except Exception as exc:
+            log.warning("mpbackend: after the service broke, it could not be restarted: %r",
+                        exc)
+        finally:
+            for future in pending.values():
+                if not future.done():
+                    future.set_exception(error)

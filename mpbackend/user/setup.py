@@ -1,4 +1,4 @@
-"""setup: the per-process singleton that holds the Manager (the seeds' _WandbSetup).
+"""setup: the per-process singleton that holds the Manager (wandb's _WandbSetup).
 
     mpbackend.setup() --> _Setup (one per process) --> Manager --> Service --> service process
     mpbackend.init()  --> setup() first, so a run always finds the service up

@@ -1,0 +1,224 @@
+"""Failure paths the way ``concurrent.futures.process`` does them: nothing dies silently.
+
+Each test breaks one thing for real (a reply the router cannot read, a value
+the service cannot convert, a sender thread that raises, a request the service
+refuses) and checks that the failure reaches the user once, with its cause, and
+that nothing already logged is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import struct
+import threading
+
+import pytest
+from conftest import result, run_script, stored, wait_for
+
+import mpbackend
+from mpbackend.shared.errors import RemoteTraceback
+
+
+@pytest.mark.timeout(60)
+def test_a_reply_the_router_cannot_read_fails_pending_requests_with_its_cause(rundir):
+    """Router: any exception while reading replies breaks the service, with that cause.
+
+    A frame that is not a pickle is written into rsp_q (a second write end of
+    the pipe, opened through /proc) while a flush waits for its reply: the
+    router kills the service (it must not go on reading rec_q), and the
+    waiting flush fails with a ServiceError whose ``__cause__`` is the
+    UnpicklingError, within seconds, not after its timeout.
+    """
+    run = mpbackend.init(project="p", settings={"max_restarts": 0})
+    for i in range(10):
+        run.log({"i": float(i)})
+    run.flush()
+    manager = mpbackend.setup().manager
+    service = manager.service
+    os.kill(service.pid, signal.SIGSTOP)  # so the flush below stays pending
+    outcome: dict = {}
+
+    def flush() -> None:
+        try:
+            run.flush(timeout=50)
+            outcome["ok"] = True
+        except mpbackend.ServiceError as exc:
+            outcome["error"] = exc
+
+    waiter = threading.Thread(target=flush)
+    waiter.start()
+    assert wait_for(lambda: manager.router.pending() == 1, timeout=10)
+    fd = service.rsp_q.reader.fileno()
+    with open(f"/proc/self/fd/{fd}", "wb", buffering=0) as pipe:
+        garbage = b"this is not a pickle"
+        pipe.write(struct.pack("!i", len(garbage)) + garbage)
+    waiter.join(timeout=20)
+    assert not waiter.is_alive()
+    error = outcome.get("error")
+    assert isinstance(error, mpbackend.ServiceError), outcome
+    assert isinstance(error.__cause__, pickle.UnpicklingError), repr(error.__cause__)
+    assert "could not be read" in str(error)
+    assert wait_for(lambda: service.process.exitcode is not None, timeout=10)
+    assert service.process.exitcode == -signal.SIGKILL
+    run.log({"i": 10.0})  # training goes on: log() never raises for a dead service
+    run.finish()
+    assert run.state == "crashed"
+    _, history = stored(run.dir)
+    assert [r["i"] for r in history] == [float(i) for i in range(10)]
+
+
+@pytest.mark.timeout(60)
+def test_an_error_raised_in_the_service_carries_the_service_traceback(rundir):
+    """A request the service refuses raises its own type, with the service's traceback
+    text as ``__cause__`` (as ProcessPoolExecutor shows a worker's)."""
+    with pytest.raises(FileNotFoundError) as caught:
+        mpbackend.init(project="p", id="nosuchrun", resume="must")
+    cause = caught.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "Traceback (most recent call last)" in cause.tb
+    assert os.path.join("service", "internal.py") in cause.tb
+    assert "resume='must'" in cause.tb
+    assert "nosuchrun" in str(caught.value)
+
+
+BAD_VALUE = """
+    import json, logging, sys
+    import mpbackend
+
+    class Stubborn:
+        # A value the training process accepts and pickles (by value: it lives in
+        # __main__), but whose conversion raises inside the service.
+        def __float__(self):
+            raise RuntimeError("no float for you")
+
+    run = mpbackend.init(project="p", settings={"max_restarts": 1})
+    service = mpbackend.setup().manager.service.pid
+    for i in range(50):
+        run.log({"i": float(i)})
+    run.log({"bad": Stubborn()})
+    run.config.update({"odd": Stubborn()})
+    for i in range(50, 100):
+        run.log({"i": float(i)})
+    run.finish()
+    same = mpbackend.setup().manager.service.pid == service
+    print("RESULT " + json.dumps({"dir": run.dir, "state": run.state, "same_service": same}))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_an_unexpected_error_in_the_service_is_stored_with_the_run_and_warned_once(tmp_path):
+    """A record the service fails on costs that record only: the service keeps going
+    (no restart, no replay loop), the error and its traceback are stored with
+    the run (``extra["service_errors"]``), and the user sees one warning per kind,
+    never a traceback from the service process."""
+    proc = run_script(BAD_VALUE, tmp_path, timeout=80)
+    assert proc.returncode == 0, proc.stderr
+    out = result(proc)
+    assert out["state"] == "finished"
+    assert out["same_service"], "the service died on the value and was restarted"
+    info, history = stored(out["dir"])
+    assert [r["i"] for r in history if "i" in r] == [float(i) for i in range(100)]
+    assert info["state"] == "finished"
+    errors = info["extra"]["service_errors"]
+    assert info["extra"]["service_error_count"] == 2
+    assert [("logged row" in e["error"]) for e in errors] == [True, False]
+    assert "config update" in errors[1]["error"]
+    for entry in errors:
+        assert "no float for you" in entry["error"]
+        assert "Traceback (most recent call last)" in entry["traceback"]
+    warnings = [line for line in proc.stderr.splitlines() if "failed in the mpbackend service"
+                in line]
+    assert len(warnings) == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+SENDER_DIES = """
+    import json, threading, time
+    import mpbackend
+    import mpbackend.user.interface as interface
+
+    run = mpbackend.init(project="p", settings={"request_timeout": 60.0})
+    for i in range(100):
+        run.log({"i": float(i)})
+    run.flush()
+    real = interface._pickle_dumps
+
+    def failing(obj, protocol):
+        # Fault injection: the sender thread's batch pickling raises from now on.
+        if threading.current_thread().name == "mpbackend-sender":
+            raise MemoryError("injected")
+        return real(obj, protocol)
+
+    interface._pickle_dumps = failing
+    for i in range(100, 150):
+        run.log({"i": float(i)})
+    deadline = time.monotonic() + 20
+    while run._interface.broken is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for i in range(150, 160):
+        run.log({"i": float(i)})  # dropped and counted, without waiting
+    run.finish()
+    print("RESULT " + json.dumps({"dir": run.dir, "state": run.state,
+                                  "dropped": run._interface.dropped}))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_sender_thread_breaks_the_interface_once_and_counts_what_it_drops(tmp_path):
+    """Sender thread death: one warning, later records dropped and counted (not each
+    log() waiting out request_timeout, here 60 s), and the run still finishes
+    properly: requests are then written by the caller's thread."""
+    proc = run_script(SENDER_DIES, tmp_path, timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    out = result(proc)
+    assert out["dropped"] == 60
+    assert out["state"] == "finished"
+    info, history = stored(out["dir"])
+    assert [r["i"] for r in history] == [float(i) for i in range(100)]
+    assert info["state"] == "finished"
+    assert info["extra"]["dropped_records"] == 60
+    failed = [line for line in proc.stderr.splitlines() if "sender thread failed" in line]
+    assert len(failed) == 1 and "MemoryError: injected" in failed[0], proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("batch_records", 0, ValueError),
+    ("batch_records", 1.5, TypeError),
+    ("max_restarts", -5, ValueError),
+    ("max_restarts", "3", TypeError),
+    ("quiet", "no", TypeError),
+    ("quiet", 1, TypeError),
+    ("max_array_size", 0, ValueError),
+    ("buffer_bytes", 1000, ValueError),
+    ("buffer_bytes", True, TypeError),
+    ("request_timeout", True, TypeError),
+    ("request_timeout", 0, ValueError),
+    ("send_interval", float("nan"), ValueError),
+    ("exit_timeout", float("inf"), ValueError),
+    ("commit_interval", "0.05", TypeError),
+    ("system_interval", -1, ValueError),
+    ("system_interval", "2", TypeError),
+    ("start_method", "Spawn", ValueError),
+    ("start_method", None, None),  # None: from the environment (the default)
+    ("buffer_policy", "discard", ValueError),
+    ("dir", 3, TypeError),
+    ("dir", "", ValueError),
+])
+def test_settings_check_every_field(field, value, error):
+    """Settings: every field its docstring promises is checked where it is made."""
+    if error is None:
+        assert getattr(mpbackend.Settings(**{field: value}), field) is not None
+        return
+    with pytest.raises(error, match=field):
+        mpbackend.Settings(**{field: value})
+    with pytest.raises(error, match=field):
+        mpbackend.Settings.coerce({field: value})
+
+
+def test_settings_take_a_path_for_dir(tmp_path):
+    assert mpbackend.Settings(dir=tmp_path).dir == str(tmp_path)
+    assert json.dumps(mpbackend.Settings(dir=tmp_path).as_dict())  # plain values only

@@ -1,17 +1,76 @@
-"""The code base stays `ruff check` clean (the settings are in pyproject.toml)."""
+"""The code base stays clean and the two processes stay apart.
 
-import shutil
+ruff, mypy and the import contracts (import-linter) run from this interpreter
+(``sys.executable -m ...``), so they never skip because a venv's scripts are not
+on PATH; their settings are in pyproject.toml. The last tests check what the
+contracts cannot see: the modules a service process and ``import mpbackend``
+really load.
+"""
+
+import json
 import subprocess
+import sys
 
 import pytest
 from conftest import ROOT
 
 
+def _run(*args: str, timeout: float = 200) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 @pytest.mark.timeout(120)
 def test_ruff_clean():
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed (it is in the 'test' extra)")
-    result = subprocess.run([ruff, "check", "mpbackend", "tests", "examples", "bench"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=100)
+    result = _run("-m", "ruff", "check", "mpbackend", "tests", "examples", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(300)
+def test_mypy_clean():
+    result = _run("-m", "mypy", timeout=280)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_import_contracts_kept():
+    """shared imports no side; the service never the user side or the readers; the
+    user side never the service or the store; the store and readers neither side."""
+    result = _run("-c", "import sys; from importlinter.cli import lint_imports_command; "
+                  "sys.exit(lint_imports_command())")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout, result.stdout
+
+
+def _loaded(code: str) -> list[str]:
+    """The mpbackend modules a fresh interpreter has loaded after running ``code``."""
+    script = (code + "\nimport json, sys\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m.startswith('mpbackend'))))")
+    result = _run("-c", script, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.timeout(60)
+def test_a_service_process_loads_only_the_service_the_store_and_shared():
+    """What a spawned service imports: its entry point (by name), then mux and what
+    mux imports, and the classes of its arguments (the queues, Settings)."""
+    loaded = _loaded("import pickle\n"
+                     "from mpbackend.shared import entry, queues, settings\n"
+                     "import importlib; importlib.import_module(entry.SERVICE_MODULE)")
+    assert "mpbackend.service.mux" in loaded
+    outside = [name for name in loaded if name != "mpbackend" and not name.startswith(
+        ("mpbackend.shared", "mpbackend.service", "mpbackend.store"))]
+    assert outside == [], outside
+
+
+@pytest.mark.timeout(60)
+def test_import_mpbackend_loads_no_side_until_a_name_is_used():
+    loaded = _loaded("import mpbackend")
+    assert loaded == ["mpbackend", "mpbackend.shared", "mpbackend.shared.version"], loaded
+    used = _loaded("import mpbackend\nmpbackend.Api\nmpbackend.Settings")
+    assert "mpbackend.read.api" in used and "mpbackend.shared.settings" in used
+    assert not any(name.startswith(("mpbackend.user", "mpbackend.service")) for name in used)
+    everything = _loaded("from mpbackend import *")
+    assert "mpbackend.user.init" in everything
+    assert not any(name.startswith("mpbackend.service") for name in everything), everything

@@ -29,7 +29,7 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import ExitStack, closing
 from typing import Any
 
@@ -338,7 +338,7 @@ def _columns(all_keys: Sequence[str], keys: Sequence[str] | None) -> list[str]:
 
 
 def _rows(reader: RunReader, total: int, keys: Sequence[str] | None,
-          advance: Any) -> Iterator[dict[str, Any]]:
+          advance: Any) -> Generator[dict[str, Any], None, None]:
     """The first ``total`` rows (a live run's later rows are not part of this export)."""
     done = 0
     wanted = None if not keys else [k for k in keys if k != "_step"]
@@ -659,7 +659,7 @@ def tail_cmd(root: str, run_ref: str, lines: int, follow: bool, interval: float,
     run = open_run(run_ref, root)
     wanted = list(keys) or None
 
-    def emit(rows: Iterator[dict[str, Any]]) -> int | None:
+    def emit(rows: Generator[dict[str, Any], None, None]) -> int | None:
         last = None
         with closing(rows):  # a broken pipe or Ctrl-C ends the read while the db is open
             for row in rows:

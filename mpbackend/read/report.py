@@ -33,7 +33,7 @@ import time
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..store.reader import RunReader, spread
 from .format import duration, flatten, format_value, is_number
@@ -72,7 +72,8 @@ def read_series(run_dir: str, keys: Sequence[str] | None = None,
             if x == "_step":
                 xs: Sequence[Any] = steps
             else:
-                xs = spread(*columns.get(x, (None, [None] * len(steps))), len(steps))
+                positions, values = columns.get(x, (None, [None] * len(steps)))
+                xs = spread(positions, values, len(steps))
             for key, (positions, values) in columns.items():
                 if key == x or (keys is None and key.startswith(HIDDEN_PREFIX)):
                     continue
@@ -202,7 +203,7 @@ def runtime(run: Any) -> float | None:
     """A run's runtime in seconds: its last ``_runtime``, else last update minus start."""
     value = run.summary.get("_runtime") if isinstance(run.summary, dict) else None
     if is_number(value):
-        return float(value)
+        return float(cast(float, value))
     if run.updated_at and run.created_at:
         return run.updated_at - run.created_at
     return None

@@ -151,7 +151,7 @@ class Metrics(MetricDefs):
                     if agg.get("count"):
                         shaped["mean"] = agg["sum"] / agg["count"]
                 elif op == "best":
-                    goal = "min" if d.get("goal") == "minimize" else "max"
+                    goal = "min" if d is not None and d.get("goal") == "minimize" else "max"
                     if goal in agg:
                         shaped["best"] = agg[goal]
                 elif op in agg:

@@ -417,7 +417,7 @@ class StreamMux:
 
     def _request(self, pid: int, worker: Any, record: tuple) -> None:
         _, uuid, message = record
-        handler = self._requests.get(type(message))
+        handler: Any = self._requests.get(type(message))
         try:
             if handler is None:
                 raise TypeError(f"unknown request {type(message).__name__}")

@@ -45,6 +45,7 @@ import weakref
 import zlib
 from multiprocessing import context, reduction
 from multiprocessing.context import BaseContext
+from typing import Any
 
 MAGIC = b"\xfeMPBKQ\x01\xff"
 _HEADER = struct.Struct("<8sII")  # magic, body length, crc32 of the body
@@ -68,11 +69,11 @@ class FileLock:
         self._pid = 0
         self._own = -1  # this process's own description of the file
 
-    def __getstate__(self) -> reduction.DupFd:
+    def __getstate__(self) -> Any:
         context.assert_spawning(self)
         return reduction.DupFd(self._fd)
 
-    def __setstate__(self, dupfd: reduction.DupFd) -> None:
+    def __setstate__(self, dupfd: Any) -> None:
         self._fd = dupfd.detach()
         self._pid = 0
         self._own = -1

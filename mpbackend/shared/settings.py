@@ -142,8 +142,7 @@ class Settings:
         self.watchdog_interval = watchdog_interval
         self.max_array_size = max_array_size
         self.max_restarts = max_restarts
-        self.system_interval = (_env_interval("MPBACKEND_SYSTEM_INTERVAL",
-                                              Settings.system_interval)
+        self.system_interval = (_env_interval("MPBACKEND_SYSTEM_INTERVAL", 2.0)
                                 if system_interval is _FROM_ENV else system_interval)
         self.quiet = quiet
         self._check()

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from ..shared.errors import StoreError
@@ -112,8 +112,9 @@ class RunReader:
         """
         lo = -(2**63) if min_step is None else min_step
         hi = 2**63 - 1 if max_step is None else max_step
+        extra: tuple[str, ...] = ()
         if keys is None:
-            sql, extra = "SELECT key, kind, idx, data FROM history_column WHERE chunk=?", ()
+            sql = "SELECT key, kind, idx, data FROM history_column WHERE chunk=?"
         else:
             marks = ",".join("?" * len(keys))
             sql = (f"SELECT key, kind, idx, data FROM history_column "
@@ -144,7 +145,7 @@ class RunReader:
 
     def chunks(self, min_step: int | None = None, max_step: int | None = None,
                keys: list[str] | None = None
-               ) -> Iterator[tuple[list[int], dict[str, tuple]]]:
+               ) -> Generator[tuple[list[int], dict[str, tuple]], None, None]:
         """Yield ``(steps, {key: (positions or None, values)})`` per chunk, in step order.
 
         Only chunks that overlap ``[min_step, max_step]`` are read, and only the
@@ -155,7 +156,7 @@ class RunReader:
             yield steps, {key: decode(*col) for key, col in cols.items()}
 
     def rows(self, min_step: int | None = None, max_step: int | None = None,
-             keys: list[str] | None = None) -> Iterator[dict[str, Any]]:
+             keys: list[str] | None = None) -> Generator[dict[str, Any], None, None]:
         """Each history row as a dict with ``_step`` and its keys (only ``keys``, if given)."""
         for steps, columns in self.chunks(min_step, max_step, keys):
             rows = pivot(steps, columns)

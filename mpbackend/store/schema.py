@@ -154,7 +154,7 @@ def decode_values(kind: str, data: bytes) -> Sequence[Any]:
 def decode(kind: str, idx: bytes | None, data: bytes) -> tuple[list[int] | None, list[Any]]:
     """A stored history column as (positions or None, values); StoreError if damaged."""
     values = decode_values(kind, data)
-    listed = values.tolist() if isinstance(values, array) else values
+    listed: list[Any] = values.tolist() if isinstance(values, array) else list(values)
     try:
         positions = None if idx is None else little(array("i", idx)).tolist()
     except ValueError as exc:

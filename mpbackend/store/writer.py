@@ -24,7 +24,7 @@ import time
 from array import array
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from ..shared.errors import StoreError
 from ..shared.paths import db_path, make_dirs
@@ -69,8 +69,12 @@ class _Chunk:
         self.mixed = -1  # the last row not known to hold floats only
 
 
-def _columns(rows: list[dict[str, Any]], floats: bool
-             ) -> dict[str, tuple[list[int] | None, Sequence[Any], str | None]]:
+# A column being built: (positions of the rows that have it, or None for every
+# row; its values; its kind if known without looking, else None).
+_Column = tuple[list[int] | None, Sequence[Any], str | None]
+
+
+def _columns(rows: list[dict[str, Any]], floats: bool) -> dict[str, _Column]:
     """``rows`` by column: key -> (positions of the rows that have it or None, values, kind).
 
     Keys come in the order they were first logged. When every row has the same
@@ -87,15 +91,15 @@ def _columns(rows: list[dict[str, Any]], floats: bool
         if values is not None and sum(map(len, rows)) == len(keys) * len(rows):
             kind = "f8" if floats else None
             return {key: (None, column, kind) for key, column in zip(keys, zip(*values))}
-    columns: dict[str, tuple[list[int] | None, Sequence[Any], str | None]] = {}
+    built: dict[str, tuple[list[int], list[Any]]] = {}
     for pos, row in enumerate(rows):
         for key, value in row.items():
-            col = columns.get(key)
+            col = built.get(key)
             if col is None:
-                columns[key] = col = ([], [], None)
+                built[key] = col = ([], [])
             col[0].append(pos)
             col[1].append(value)
-    return columns
+    return {key: (positions, values, None) for key, (positions, values) in built.items()}
 
 
 def _rows_of(number: int, steps: list[int], rows: list[dict[str, Any]],
@@ -109,8 +113,9 @@ def _rows_of(number: int, steps: list[int], rows: list[dict[str, Any]],
     n = len(steps)
     if None not in times:
         columns = _columns(rows, floats)
-        clock = {"_runtime": (None, [time_base + t for t in times], "f8"),
-                 "_timestamp": (None, times, "f8")}
+        stamps = cast("list[float]", times)  # no None among them
+        clock: dict[str, _Column] = {"_runtime": (None, [time_base + t for t in stamps], "f8"),
+                                     "_timestamp": (None, stamps, "f8")}
         first = len(rows[0])
         if first < len(columns):  # as if in the rows: after the first row's keys
             items = list(columns.items())

@@ -87,7 +87,7 @@ def init(project: str | None = None, name: str | None = None, id: str | None = N
                              not all(isinstance(t, str) for t in tags)):
         raise TypeError(f"tags must be a list of str, not {tags!r}")
     run_dir = os.path.join(os.path.abspath(settings.dir), project, run_id)
-    spec = {
+    spec: dict[str, Any] = {
         "id": run_id, "project": project, "name": name, "run_dir": run_dir,
         "config": {}, "resume": resume or None, "tags": list(tags or []),
         "notes": notes, "group": group, "job_type": job_type, "pid": os.getpid(),

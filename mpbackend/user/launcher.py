@@ -1,6 +1,6 @@
 """Service: starts the service process with its two queues ([1]) and waits for Ready ([2]).
 
-    Manager --start()--> Service --multiprocessing.Process(target=mux.serve)--> service process
+    Manager --start()--> Service --Process(target=shared.entry.serve)--> service process
                                    rec_q (BatchQueue) : user side writes, service reads
                                    rsp_q (ReplyQueue) : service writes, Router reads
                          <--Ready(pid, version, resumed)-- rsp_q
@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from ..shared import messages as m
 from ..shared.entry import serve
@@ -66,8 +67,8 @@ class Service:
         self.settings = settings
         self.process: BaseProcess | None = None
         self.ready: m.Ready | None = None
-        self.rec_q: BatchQueue | None = None
-        self.rsp_q: ReplyQueue | None = None
+        self._rec_q: BatchQueue | None = None
+        self._rsp_q: ReplyQueue | None = None
         self._deadline = 0.0
         self._own_queue = False  # rec_q was made for this service (not a restart's)
         # The router thread and the main thread may both wait for the exit; one
@@ -90,15 +91,15 @@ class Service:
         before the new service reads a record, and ``replay``: the batches the
         dead service had not reported committed, applied next.
         """
-        ctx = multiprocessing.get_context(self.settings.start_method)
+        ctx: Any = multiprocessing.get_context(self.settings.start_method)
         self._own_queue = rec_q is None
         if rec_q is None:
             rec_q = BatchQueue(ctx)
             rec_q.keep_spare()
         else:
             rec_q.open_reader()
-        self.rec_q = rec_q
-        self.rsp_q = rsp_q = ReplyQueue(ctx)
+        self._rec_q = rec_q
+        self._rsp_q = rsp_q = ReplyQueue(ctx)
         process = ctx.Process(target=serve, name="mpbackend-service", daemon=True,
                               args=(rec_q, rsp_q, os.getpid(), self.settings, resume, replay))
         try:
@@ -114,8 +115,8 @@ class Service:
 
     def wait_ready(self) -> m.Ready:
         """[2] The launched process's Ready reply; ServiceError if none comes in time."""
-        process, rsp_q = self.process, self.rsp_q
-        assert process is not None and rsp_q is not None and self.rec_q is not None, \
+        process, rsp_q = self.process, self._rsp_q
+        assert process is not None and rsp_q is not None and self._rec_q is not None, \
             "launch() first"
         deadline = self._deadline
         while True:
@@ -139,6 +140,18 @@ class Service:
             + (f"no reply within {self.settings.start_timeout:g} s"
                if process.exitcode is None else f"exit code {process.exitcode}"),
             process.exitcode)
+
+    @property
+    def rec_q(self) -> BatchQueue:
+        """The queue to the service (the same one across restarts); after ``launch``."""
+        assert self._rec_q is not None, "launch() first"
+        return self._rec_q
+
+    @property
+    def rsp_q(self) -> ReplyQueue:
+        """The queue of this service's replies; after ``launch``."""
+        assert self._rsp_q is not None, "launch() first"
+        return self._rsp_q
 
     @property
     def pid(self) -> int | None:

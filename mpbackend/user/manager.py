@@ -72,8 +72,6 @@ class Manager:
             service.launch()
         self.service = service
         service.wait_ready()
-        assert self.service.rec_q is not None and self.service.process is not None
-        assert self.service.rsp_q is not None
         self.router = Router(self.service.rsp_q, self.service, self._on_broken,
                              self._on_committed)
         self.interface = Interface(self.service.rec_q, self.router, settings,

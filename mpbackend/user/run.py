@@ -24,7 +24,7 @@ import pickle
 import time
 from collections.abc import Mapping
 from multiprocessing.context import get_spawning_popen
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..shared import messages as m
 from ..shared.errors import Error, UsageError
@@ -67,7 +67,8 @@ class Run:
         is the process that opened the run (default: this one).
         """
         self._manager = manager
-        self._interface = interface
+        # None only for a DisabledRun, which overrides every method that uses it.
+        self._interface = cast("Interface", interface)
         self._owner_pid = os.getpid() if owner_pid is None else owner_pid
         self._settings = settings
         self._max_array = settings.max_array_size
@@ -214,11 +215,12 @@ class Run:
         In a child process it returns once the child's records are in the queue
         to the service; the owner's ``flush()`` after that makes them durable.
         """
-        if self._in_child:
+        manager = self._manager
+        if self._in_child or manager is None:
             self._interface.drain(self._interface.request_timeout if timeout is None
                                   else timeout)
             return
-        self._manager.flush(self.id, timeout)
+        manager.flush(self.id, timeout)
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         """End the run (idempotent): ``finished``, or ``failed`` for a non-zero exit code.
@@ -239,9 +241,15 @@ class Run:
 
     def _end(self, state: str, exit_code: int | None, timeout: float | None,
              quiet: bool | None = None) -> None:
-        """Ask the service to end the run; bounded by ``timeout``, never raises Error."""
+        """Ask the service to end the run; bounded by ``timeout``, never raises Error.
+
+        Only the process that opened the run ends it: in a child this does nothing.
+        """
+        manager = self._manager
+        if self._in_child or manager is None:
+            return
         try:
-            reply = self._manager.inform_finish(self.id, state, exit_code, timeout,
+            reply = manager.inform_finish(self.id, state, exit_code, timeout,
                                                 self._interface.dropped_by.get(self.id, 0))
         except Error as exc:
             log.warning("mpbackend: run %s could not be finished: %s", self.id, exc)

@@ -62,7 +62,7 @@ def _constant(node: ast.AST) -> bool:
 def definitions(source: str, path: str) -> Any:
     """The script's imports, defs, classes and constant assignments, compiled."""
     tree = ast.parse(source, path)
-    kept = []
+    kept: list[ast.stmt] = []
     for node in tree.body:
         if isinstance(node, _DEFINITIONS):
             kept.append(node)

@@ -52,8 +52,9 @@ class Summary(MutableMapping):
                 raise TypeError(f"summary keys must be non-empty str, not {key!r}")
         run._send_record((m.SUMMARY, run.id, clean, deleted), clean, "summary")
 
-    def update(self, data: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        self._send({**dict(data or {}), **kwargs}, [])
+    def update(self, data: Any = (), /, **kwargs: Any) -> None:
+        """Set keys from a mapping or key/value pairs, and keyword arguments."""
+        self._send(dict(data or (), **kwargs), [])
 
     def __getitem__(self, key: str) -> Any:
         return self._current()[key]

@@ -1,4 +1,4 @@
-"""``python -m mpbackend``: the ``mpbackend`` command (see ``mpbackend.cli``)."""
+"""``python -m mpbackend``: the ``mpbackend`` command (see ``mpbackend.read.cli``)."""
 
 from mpbackend.read.cli import main
 

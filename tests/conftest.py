@@ -51,6 +51,17 @@ def _reap_children():
     psutil.wait_procs(leftovers, timeout=5)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI nothing may be skipped: a skip there is a failure (the environment
+    .ci/run builds has everything the tests need)."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, which must run every test: {report.longrepr}"
+
+
 def run_script(code: str, tmp_path, timeout: float = 60, env: dict | None = None,
                name: str = "script.py") -> subprocess.CompletedProcess:
     """Write ``code`` to a file under ``tmp_path`` and run it with this Python."""

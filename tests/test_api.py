@@ -547,3 +547,18 @@ def test_reads_of_a_run_being_committed_are_consistent(tmp_path):
         writer.close()
     assert not failures, failures
     assert reads > 5 and written[0] > 1000
+
+
+def test_apirun_info_is_what_the_reader_stores(rundir):
+    """ApiRun.info() and RunReader.info() are the same kind of thing: a method
+    returning the run's stored fields."""
+    run = mpbackend.init(project="p", tags=["t"], notes="n")
+    run.log({"x": 1.0})
+    run.finish()
+    with mpbackend.RunReader(run.dir) as reader:
+        stored_info = reader.info()
+    info = mpbackend.Api(str(rundir)).run(run.id).info()
+    assert info == stored_info
+    assert info["tags"] == ["t"] and info["notes"] == "n" and info["state"] == "finished"
+    info["state"] = "changed"  # a copy: the ApiRun is not changed through it
+    assert mpbackend.Api(str(rundir)).run(run.id).info()["state"] == "finished"

@@ -877,7 +877,6 @@ def test_no_main_guard_with_a_spawn_dataloader(tmp_path):
     starting processes while bootstrapping); with mpbackend set up they run only
     its definitions, so the Dataset class resolves and the top level runs once.
     """
-    pytest.importorskip("torch")
     proc = run_script("""
         import os
         import torch

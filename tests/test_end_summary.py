@@ -215,8 +215,9 @@ def test_sparklines_from_the_store(rundir):
 
 
 def test_jupyter_shows_the_summary_as_html(tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient
+    import nbformat
+
     cells = [
         """
         import mpbackend

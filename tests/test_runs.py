@@ -821,8 +821,6 @@ def test_eight_threads_log_into_one_run(rundir):
 
 def test_wandb_style_example_runs_unchanged(tmp_path):
     script = os.path.join(ROOT, "examples", "wandb_style.py")
-    if not os.path.isfile(script):
-        pytest.skip("examples/wandb_style.py does not exist yet")
     base = tmp_path / "mpruns"
     env = {**os.environ, "PYTHONPATH": ROOT, "MPBACKEND_DIR": str(base)}
     env.pop("MPBACKEND_MODE", None)

@@ -124,7 +124,8 @@ def test_process_tree_counts_children_and_their_memory_not_the_service(tmp_path)
 
 
 def test_interval_from_the_environment_and_the_dataframe(tmp_path):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     code = """
         import time, mpbackend
         run = mpbackend.init(project="sys")
@@ -156,7 +157,8 @@ def test_interval_from_the_environment_and_the_dataframe(tmp_path):
 
 
 def test_off_when_the_interval_is_zero(tmp_path):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     code = """
         import mpbackend
         run = mpbackend.init(project="sys", settings={"system_interval": 0})

@@ -123,9 +123,9 @@ class ApiRun:
     def path(self) -> str:
         return f"{self.project}/{self.id}"
 
-    @property
     def info(self) -> dict[str, Any]:
-        """Every stored field of the run (host, pid, ``extra`` with drop counts, ...)."""
+        """Every stored field of the run (host, pid, ``extra`` with drop counts, ...), as
+        read when this ApiRun was made: the same dict ``RunReader.info()`` returns."""
         return dict(self._info)
 
     def __repr__(self) -> str:
@@ -173,7 +173,7 @@ class ApiRun:
         One row per sample with ``_timestamp``, ``_runtime`` and the figures:
         ``system/cpu_percent``, ``system/memory_percent``, ``system/disk_read_mb``
         (cumulative), ``proc/rss_mb`` (the training process and its descendants),
-        ``gpu/0/utilization``, ...; the full list is in ``mpbackend.system``. A
+        ``gpu/0/utilization``, ...; the full list is in ``mpbackend.service.system``. A
         pandas DataFrame (a figure missing from a sample is NaN), or a list of
         dicts with ``pandas=False``. A run stored with sampling off has none.
         """

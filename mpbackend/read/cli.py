@@ -138,7 +138,7 @@ def liveness(run: ApiRun) -> str | None:
     """
     if run.state != "running":
         return None
-    info = run.info
+    info = run.info()
     pid, host = info.get("pid"), info.get("host")
     if not pid or host != socket.gethostname():
         return None
@@ -273,7 +273,8 @@ def show_cmd(root: str, run_ref: str) -> None:
     with RunReader(run.dir) as reader:
         rows = reader.row_count()
         keys = reader.keys()
-    extra = run.info.get("extra") or {}
+    info = run.info()
+    extra = info.get("extra") or {}
     items: list[tuple[str, Any]] = [
         ("id", run.id), ("name", run.name), ("project", run.project),
         ("state", state_text(run)), ("dir", run.dir),
@@ -281,7 +282,7 @@ def show_cmd(root: str, run_ref: str) -> None:
         ("runtime", duration(report.runtime(run))), ("steps", run.step),
         ("rows", rows)]
     for key in ("tags", "notes", "group", "job_type", "host", "pid"):
-        value = run.info.get(key)
+        value = info.get(key)
         if value not in (None, "", []):
             items.append((key, ", ".join(value) if isinstance(value, list) else value))
     for key in ("dropped_steps", "dropped_records", "lost_rows"):

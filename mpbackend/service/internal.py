@@ -409,12 +409,16 @@ class Internal:
         self.commit(mark)
         return {"step": self.step}
 
-    def finish(self, state: str, exit_code: int | None, dropped: int = 0) -> dict[str, Any]:
+    def finish(self, state: str, exit_code: int | None, dropped: int = 0,
+               mark: tuple[str, int] | None = None) -> dict[str, Any]:
         """[a] Commit pending rows, record the final state, close the store.
 
         ``dropped`` (records the user side dropped) and the rows the store could
-        not take are stored in the run's ``extra`` and returned.
+        not take are stored in the run's ``extra`` and returned. ``mark`` is
+        stored with the final rows, as at every commit (see ``commit``).
         """
+        if mark is not None:
+            self.writer.mark = mark
         self._commit_all()
         self.state = state
         self.dropped_records = dropped

@@ -4,7 +4,7 @@ r"""The service process: its entry point ``serve`` and StreamMux, its main loop.
                                                            |  \--> Internal[run N] --> run.db
     rsp_q <-- Ready, Response(uuid), Notice, Committed ------+
     watchdog thread: is the user process alive? (a pidfd, or psutil)
-    system thread: samples machine and process figures (mpbackend.system), written at commits
+    system thread: machine and process figures (service.system), written at commits
 
 Four threads, one job each:
 
@@ -20,9 +20,30 @@ Four threads, one job each:
   there is none). When it is gone (even SIGKILLed), the main thread stores
   whatever reached the queue (bounded by ``DRAIN_SECONDS``), marks every open
   run ``crashed`` and the process exits.
-* the **system** thread (``mpbackend.system``; off when ``system_interval`` is 0)
+* the **system** thread (``mpbackend.service.system``; off when ``system_interval`` is 0)
   samples the machine and the training process tree; the main thread writes the
   samples to the open runs at its commits, and takes one more as a run ends.
+
+**Replay marks.** The user process numbers its batches (``seq`` under a
+``token`` of its own) and keeps each until this service says it is stored, so
+that a new service can replay what a dead one took with it. Three marks, each a
+``(token, seq)``, keep that exactly-once:
+
+* ``applied``: the last numbered batch whose records are applied to the runs in
+  memory. Every commit writes it into each run's database *in the same
+  transaction as the rows* (``RunWriter.mark``, the ``replay`` row of ``meta``),
+  so what a store holds and what it says it holds always agree, also in the
+  final commit of a finishing run.
+* ``acked``: the last ``applied`` reported to the user process (``Committed``),
+  once every open run committed it; the user process then lets go of the
+  batches up to it. Reported once per change.
+* ``replayed``: after a restart, the new service applies the kept batches
+  before reading rec_q, and skips in them, per run, what that run's stored mark
+  says is already there (the first duplicate check: ``_not_stored``); then
+  ``replayed`` is the last of them. The same batches are mostly still in rec_q
+  (the dead service had not read them), and a batch met there with a ``seq`` up
+  to ``replayed`` is skipped (the second check, in ``_batch``). A child's
+  batches are not numbered: what the dead service had read of them is lost.
 
 The service ignores SIGINT: Ctrl-C reaches the whole process group, and the
 user process decides how its runs end, then stops the service ([b]..[e]). A
@@ -166,7 +187,7 @@ class StreamMux:
         self.applied: tuple[str, int] | None = None
         self.acked: tuple[str, int] | None = None
         self.replayed: tuple[str, int] | None = None
-        # System metrics (mpbackend.system): None when Settings.system_interval is off.
+        # System metrics (mpbackend.service.system): None when Settings.system_interval is off.
         from .system import SystemMonitor  # imported in the service only
 
         self.system = SystemMonitor.create(user_pid, settings, self._notice)
@@ -462,7 +483,7 @@ class StreamMux:
         internal = self.streams.pop(stream)
         if self.system is not None:
             self.system.closing(internal)
-        return internal.finish(state, exit_code, dropped)
+        return internal.finish(state, exit_code, dropped, self.applied)
 
     def _inform_finish(self, msg: m.InformFinish) -> dict[str, Any]:
         self._open(msg.stream)

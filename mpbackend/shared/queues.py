@@ -90,7 +90,16 @@ class FileLock:
         return self._own
 
     def acquire(self, timeout: float) -> bool:
-        """Take the lock; False if another process held it for ``timeout`` seconds."""
+        """Take the lock; False if another process held it for ``timeout`` seconds.
+
+        Polled (``LOCK_NB`` with a back-off from 50 µs to 5 ms), not a blocking
+        ``flock``: a blocking flock has no timeout (only a signal could cut it
+        short, and SIGALRM works in the main thread alone and is the user's), and
+        every wait here must have one, so a writer whose peer holds the lock
+        while stopped (SIGSTOP) or stuck gives up and says so instead of hanging.
+        The lock is held for one frame's write, microseconds, so the first
+        non-blocking try nearly always succeeds and polling costs nothing then.
+        """
         fd = self._mine()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

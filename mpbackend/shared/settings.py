@@ -93,9 +93,9 @@ class Settings:
         max_restarts: how many times the manager starts a new service when its
             service dies while runs are open (the runs resume in it).
         system_interval: seconds between the service's samples of system metrics
-            (``mpbackend.system``); ``0`` or None turns sampling off. Environment
+            (``mpbackend.service.system``); ``0`` or None turns sampling off. Environment
             ``MPBACKEND_SYSTEM_INTERVAL``, default 2.
-        quiet: print no summary when a run ends (``mpbackend.end_summary``); the
+        quiet: print no summary when a run ends (``mpbackend.read.end_summary``); the
             environment ``MPBACKEND_SILENT=1`` does the same.
     """
 

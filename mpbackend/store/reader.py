@@ -173,7 +173,8 @@ class RunReader:
 
     def system(self) -> list[dict[str, Any]]:
         """The run's system-metric samples in time order, each a dict with ``_timestamp``,
-        ``_runtime`` and the figures (``system/cpu_percent``, ...; see ``mpbackend.system``).
+        ``_runtime`` and the figures (``system/cpu_percent``, ...; see
+        ``mpbackend.service.system``).
 
         A database written before system metrics existed has none: ``[]``.
         """

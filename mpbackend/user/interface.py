@@ -32,6 +32,31 @@ one, so no row of this process is lost to a service crash.
 A forked child gets a fresh buffer, lock and sender (``os.register_at_fork``); it
 can publish but not communicate, since replies go to the run owner's router. At
 a child's exit its buffer is drained into the pipe.
+
+**The lock-free handshake** (``_push``, ``_idle``, ``_room``). ``log()`` of a
+small record takes no lock: it appends to the deque ``_q`` and returns. Three
+facts make that safe, and all three rest on the GIL (on a free-threaded build
+this would need a lock or atomics):
+
+* ``deque.append`` and ``deque.popleft`` are single C calls, atomic under the
+  GIL: the producer threads and the sender never corrupt the deque, and the
+  sender takes exactly ``len(q)`` items it saw, leaving later ones for the next
+  round.
+* Waking the sender is a Dekker-style handshake on ``_idle``: the producer first
+  appends, then reads ``_idle`` (and if it is True, sets it False and sets
+  ``_ready``); the sender, giving up after IDLE_ROUNDS empty rounds, first sets
+  ``_idle = True``, then reads ``q`` (and if it is not empty, stays awake).
+  Under the GIL bytecodes interleave, they do not reorder, so at least one side
+  sees the other's write: either the producer wakes the sender or the sender
+  sees the record. A lost wake-up could cost at most one more round anyway: an
+  idle sender's wait on ``_ready`` times out every 0.1 s and looks at ``q``.
+* ``_room`` is how many small records the lock-free path may hold; it is
+  recomputed under the lock whenever the large records' bytes (``_big``), the
+  sender or the broken state change, and it is 0 until the sender runs and once
+  the service is gone, which sends every record through the locked path (which
+  blocks, drops and counts). A producer reads it without the lock, so racing
+  threads can overshoot the bound by one record each; the ``- 1`` in its
+  formula covers the first.
 """
 
 from __future__ import annotations
@@ -445,6 +470,10 @@ class Interface:
         It is a batch of its own, not numbered for a replay (a request is never
         replayed). ServiceError if the service cannot be reached.
         """
+        with self._lock:  # records that slipped in lock-free as the sender died: counted
+            for item in self._q:
+                self._drop(_stream_of(item))
+            self._q.clear()
         payload = _pickle_dumps((os.getpid(), _worker_id(), [data], -1, None), 5)
         try:
             if self._rec_q.put_bytes(payload, timeout=self._request_timeout):

@@ -169,7 +169,7 @@ class Run:
             commit: bool | None = None) -> None:
         """Log a dict of values as one history row; never waits for the service.
 
-        ``step`` and ``commit`` follow wandb (see ``mpbackend.internal``). Raises
+        ``step`` and ``commit`` follow wandb (see ``mpbackend.service.internal``). Raises
         TypeError or ValueError for a bad key or value, at the call.
         """
         if self.state != RUNNING:
@@ -227,7 +227,7 @@ class Run:
 
         Never raises because the service is gone or slow: it warns, and the run
         is then ``crashed`` here (what the store says depends on how far it got).
-        In a terminal or Jupyter a short summary is shown (``mpbackend.end_summary``)
+        In a terminal or Jupyter a short summary is shown (``mpbackend.read.end_summary``)
         unless ``quiet`` (default: ``Settings.quiet``) or ``MPBACKEND_SILENT=1``.
         """
         if self.state != RUNNING:

@@ -918,3 +918,61 @@ def test_fork_while_another_thread_logs(rundir):
     assert [row["t"] for row in ticks] == list(range(logged[0]))
     assert all("_pid" not in row for row in ticks)
     assert len(history) == FORKS + logged[0]
+
+
+REBUILT = """
+    import json, multiprocessing, os, sys
+    import mpbackend
+
+    SKIP = {"_interface", "_manager", "config", "summary"}  # per process by design
+
+
+    def described(run):
+        return {k: repr(v) for k, v in sorted(vars(run).items()) if k not in SKIP}
+
+
+    def child(run, out):
+        out.put(json.dumps({"attrs": described(run), "config": run.config.as_dict(),
+                            "current": mpbackend.run is run, "in_child": run._in_child,
+                            "manager": run._manager is None}))
+
+
+    def main():
+        run = mpbackend.init(project="rebuilt", name="n", tags=["a", "b"], notes="x",
+                             group="g", job_type="train", config={"lr": 0.1},
+                             settings={"quiet": True, "max_array_size": 77})
+        run.config.update({"later": 2})
+        ctx = multiprocessing.get_context(sys.argv[1])
+        out = ctx.Queue()
+        p = ctx.Process(target=child, args=(run, out))
+        p.start()
+        seen = json.loads(out.get(timeout=60))
+        p.join(30)
+        run.finish()
+        print("RESULT " + json.dumps({"owner": described(run), "child": seen,
+                                      "code": p.exitcode}))
+
+
+    if __name__ == "__main__":
+        main()
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_run_rebuilt_in_a_child_comes_from_the_same_constructor(tmp_path, method):
+    """A Run pickled into a spawned or forkserver child is made by ``Run.__init__``,
+    as the owner's is: the same attributes with the same values (spec, settings,
+    quiet, array limit, identity), not a copy of a few fields onto ``__new__``."""
+    proc = _run(REBUILT.replace("sys.argv[1]", repr(method)), tmp_path, timeout=110)
+    assert proc.returncode == 0, proc.stderr
+    out = _result(proc)
+    seen = out["child"]
+    assert out["code"] == 0
+    owner = dict(out["owner"], state="'running'")  # the owner's copy has since finished
+    owner.pop("_final_step"), seen["attrs"].pop("_final_step")
+    assert seen["attrs"] == owner
+    assert seen["config"] == {"lr": 0.1, "later": 2}
+    assert seen["current"] and seen["in_child"] and seen["manager"]
+    assert "'quiet': True" in seen["attrs"]["_settings"] or "quiet=True" in seen["attrs"][
+        "_settings"]

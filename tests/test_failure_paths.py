@@ -16,7 +16,7 @@ import struct
 import threading
 
 import pytest
-from conftest import result, run_script, stored, wait_for
+from conftest import exited, result, run_script, stored, wait_for
 
 import mpbackend
 from mpbackend.shared.errors import RemoteTraceback
@@ -222,3 +222,54 @@ def test_settings_check_every_field(field, value, error):
 def test_settings_take_a_path_for_dir(tmp_path):
     assert mpbackend.Settings(dir=tmp_path).dir == str(tmp_path)
     assert json.dumps(mpbackend.Settings(dir=tmp_path).as_dict())  # plain values only
+
+
+WATCHDOG_POLL_FAILS = """
+    import json, os, select, signal, sys, time
+    import mpbackend
+
+    class BrokenPoll:
+        # Fault injection: the service is forked from here, and in it (only) the
+        # watchdog's pidfd wait fails at once.
+        def register(self, *args):
+            raise OSError(22, "injected poll failure")
+
+    def break_poll_in_child():
+        select.poll = BrokenPoll
+        import selectors
+        selectors.DefaultSelector = selectors.SelectSelector  # the service's own waits
+
+    os.register_at_fork(after_in_child=break_poll_in_child)
+    run = mpbackend.init(project="p", settings={"start_method": "fork"})
+    for i in range(100):
+        run.log({"i": float(i)})
+    run.flush()
+    time.sleep(0.5)  # the watchdog has long failed over to polling by now
+    for i in range(100, 200):
+        run.log({"i": float(i)})
+    run.flush()
+    print("RESULT " + json.dumps({"dir": run.dir, "state": run.state,
+                                  "service": mpbackend.setup().manager.service.pid}),
+          flush=True)
+    if sys.argv[-1] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    run.finish()
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("ending", ["finish", "kill"])
+def test_a_failing_watchdog_wait_falls_back_to_polling(tmp_path, ending):
+    """Watchdog: a pidfd wait that fails does not take the live training process for
+    dead (the run is not ended ``crashed`` under it); the watchdog polls instead,
+    says so once, and still sees the process die when it is SIGKILLed."""
+    proc = run_script(WATCHDOG_POLL_FAILS.replace("sys.argv[-1]", repr(ending)), tmp_path,
+                      timeout=80)
+    out = result(proc)
+    assert out["state"] == "running"
+    assert wait_for(lambda: exited(out["service"]), timeout=10)
+    info, history = stored(out["dir"])
+    assert [r["i"] for r in history] == [float(i) for i in range(200)]
+    assert info["state"] == ("finished" if ending == "finish" else "crashed"), info["state"]
+    notes = [line for line in proc.stderr.splitlines() if "pidfd failed" in line]
+    assert len(notes) == 1 and "polls instead" in notes[0], proc.stderr

@@ -71,6 +71,10 @@ def test_import_mpbackend_loads_no_side_until_a_name_is_used():
     used = _loaded("import mpbackend\nmpbackend.Api\nmpbackend.Settings")
     assert "mpbackend.read.api" in used and "mpbackend.shared.settings" in used
     assert not any(name.startswith(("mpbackend.user", "mpbackend.service")) for name in used)
+    names = _run("-c", "import json, mpbackend; print(json.dumps({n: type(getattr(mpbackend, n))"
+                       ".__name__ for n in mpbackend.__all__}))").stdout
+    assert all(kind != "NoneType" or name in ("run", "config", "summary")
+               for name, kind in json.loads(names).items()), names
     everything = _loaded("from mpbackend import *")
     assert "mpbackend.user.init" in everything
     assert not any(name.startswith("mpbackend.service") for name in everything), everything

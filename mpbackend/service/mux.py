@@ -132,12 +132,15 @@ def _read(rec_q: BatchQueue, inbox: queue.Queue, stop: threading.Event) -> None:
             return
 
 
-def _watch(user_pid: int, interval: float, died: threading.Event,
-           stop: threading.Event) -> None:
+def _watch(user_pid: int, interval: float, died: threading.Event, stop: threading.Event,
+           problems: list[str]) -> None:
     """Watchdog thread: set ``died`` when the user process is gone (or a zombie).
 
     A pidfd (Linux 5.3+) becomes readable the moment the process ends, so death
-    is seen at once; without one, psutil polls every ``interval`` seconds.
+    is seen at once; without one, psutil polls every ``interval`` seconds. If
+    the pidfd wait itself fails, the watchdog falls back to polling rather than
+    take a process that may be alive for dead; what went wrong is appended to
+    ``problems``, which the main thread reports once.
     """
     try:
         pidfd = os.pidfd_open(user_pid)
@@ -145,20 +148,26 @@ def _watch(user_pid: int, interval: float, died: threading.Event,
         pidfd = None
     try:
         if pidfd is not None:
-            poller = select.poll()
-            poller.register(pidfd, select.POLLIN)
-            while not stop.is_set() and not poller.poll(interval * 1000):
-                pass
-        else:
-            import psutil
-
             try:
-                proc = psutil.Process(user_pid)
-                while not stop.wait(interval):
-                    if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
-                        break
-            except psutil.Error:
-                pass
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                while not stop.is_set() and not poller.poll(interval * 1000):
+                    pass
+                return
+            except Exception as exc:
+                problems.append(f"the watchdog's pidfd failed ({exc!r}); it polls instead")
+        import psutil
+
+        try:
+            proc = psutil.Process(user_pid)
+            while not stop.wait(interval):
+                if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                    break
+        except psutil.NoSuchProcess:
+            pass
+        except Exception as exc:  # it cannot watch: say so, and leave EOF on rec_q to tell
+            problems.append(f"the watchdog cannot watch process {user_pid} ({exc!r})")
+            stop.wait()
     finally:
         if pidfd is not None:
             os.close(pidfd)
@@ -177,6 +186,7 @@ class StreamMux:
         self.streams: dict[str, Internal] = {}
         self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_BATCHES)
         self.user_died = threading.Event()
+        self.watch_problems: list[str] = []  # the watchdog's, reported by the main thread
         self.stop = threading.Event()
         self.stopping = False
         self.term_at: float | None = None
@@ -223,7 +233,7 @@ class StreamMux:
                          name="mpbackend-reader", daemon=True).start()
         threading.Thread(target=_watch, name="mpbackend-watchdog", daemon=True,
                          args=(self.user_pid, self.settings.watchdog_interval,
-                               self.user_died, self.stop)).start()
+                               self.user_died, self.stop, self.watch_problems)).start()
         self._send(m.Ready(os.getpid(), __version__, resumed))
         for text in failed:
             self._notice("resume", text, limit=len(failed))
@@ -248,6 +258,9 @@ class StreamMux:
                     break
                 if item is not None:
                     self._batch(item)
+                while self.watch_problems:  # list.pop is atomic: none is lost
+                    self._notice("watchdog:" + str(len(self.watch_problems)),
+                                 self.watch_problems.pop(0))
                 if self.user_died.is_set():
                     self._drain()
                     self._end_all("crashed")

@@ -147,13 +147,18 @@ SENDER_DIES = """
     real = interface._pickle_dumps
 
     def failing(obj, protocol):
-        # Fault injection: the sender thread's batch pickling raises from now on.
-        if threading.current_thread().name == "mpbackend-sender":
+        # Fault injection: the sender thread's pickling of a numbered batch raises.
+        if (threading.current_thread().name == "mpbackend-sender" and type(obj) is tuple
+                and len(obj) == 5 and obj[3] >= 0):
             raise MemoryError("injected")
         return real(obj, protocol)
 
     interface._pickle_dumps = failing
-    for i in range(100, 150):
+    run.log({"i": 100.0})
+    started = time.monotonic()
+    run.flush()  # in the batch the sender dies on: still answered, not timed out
+    flush_waited = time.monotonic() - started
+    for i in range(101, 150):
         run.log({"i": float(i)})
     deadline = time.monotonic() + 20
     while run._interface.broken is None and time.monotonic() < deadline:
@@ -162,7 +167,8 @@ SENDER_DIES = """
         run.log({"i": float(i)})  # dropped and counted, without waiting
     run.finish()
     print("RESULT " + json.dumps({"dir": run.dir, "state": run.state,
-                                  "dropped": run._interface.dropped}))
+                                  "dropped": run._interface.dropped,
+                                  "flush_waited": flush_waited}))
 """
 
 
@@ -174,6 +180,7 @@ def test_a_dead_sender_thread_breaks_the_interface_once_and_counts_what_it_drops
     proc = run_script(SENDER_DIES, tmp_path, timeout=50)
     assert proc.returncode == 0, proc.stderr
     out = result(proc)
+    assert out["flush_waited"] < 30, "the flush waited for its timeout (60 s)"
     assert out["dropped"] == 60
     assert out["state"] == "finished"
     info, history = stored(out["dir"])
@@ -273,3 +280,70 @@ def test_a_failing_watchdog_wait_falls_back_to_polling(tmp_path, ending):
     assert info["state"] == ("finished" if ending == "finish" else "crashed"), info["state"]
     notes = [line for line in proc.stderr.splitlines() if "pidfd failed" in line]
     assert len(notes) == 1 and "polls instead" in notes[0], proc.stderr
+
+
+def test_a_step_or_exit_code_the_store_cannot_hold_is_refused_at_the_call(rundir):
+    """Steps and exit codes are stored as int64: larger ones raise where they are
+    passed, and nothing logged before is lost."""
+    run = mpbackend.init(project="p")
+    run.log({"x": 1.0})
+    with pytest.raises(ValueError, match="2\\*\\*63 - 2"):
+        run.log({"x": 2.0}, step=2**63 - 1)
+    with pytest.raises(ValueError, match="out of range"):
+        run.finish(exit_code=2**70)
+    with pytest.raises(TypeError):
+        run.finish(exit_code="1")
+    run.log({"x": 3.0}, step=2**63 - 2)
+    run.finish()
+    info, history = stored(run.dir)
+    assert [(r["_step"], r["x"]) for r in history] == [(0, 1.0), (2**63 - 2, 3.0)]
+    assert info["state"] == "finished"
+
+
+def test_a_mean_over_an_int_too_large_for_a_float_is_infinite_and_costs_no_row(rundir):
+    """define_metric's aggregates: an int beyond float range makes the mean inf
+    instead of failing the row (and leaving the count one ahead of the sum)."""
+    run = mpbackend.init(project="p")
+    run.define_metric("x", summary="mean,max")
+    for i in range(10):
+        run.log({"x": 10**400 if i == 3 else 1})
+    run.finish()
+    info, history = stored(run.dir)
+    assert len(history) == 10
+    assert info["summary"]["x"]["mean"] == float("inf")
+    assert info["summary"]["x"]["max"] == 10**400
+    assert "service_errors" not in info["extra"] or not info["extra"]["service_errors"]
+
+
+def test_rows_that_cannot_become_columns_are_dropped_and_counted_not_retried(tmp_path):
+    """RunWriter: a chunk that cannot be built (here a step beyond int64, which log()
+    refuses, written straight to the writer) is dropped and counted in lost_rows
+    with its reason; it does not fail every later commit of the run."""
+    from mpbackend.store.writer import RunWriter
+
+    writer = RunWriter(str(tmp_path / "r"), {"id": "r", "project": "p"}, resume=False)
+    writer.append(0, {"x": 0.0, "_runtime": 0.0, "_timestamp": 0.0})
+    writer.commit()
+    writer.append(2**64, {"x": 1.0, "_runtime": 0.0, "_timestamp": 0.0})
+    writer.commit()  # does not raise: the row is dropped
+    assert writer.lost_rows == 1 and "could not be stored" in writer.unstorable[0]
+    writer.append(1, {"x": 2.0, "_runtime": 0.0, "_timestamp": 0.0})
+    writer.close()
+    with mpbackend.RunReader(str(tmp_path / "r")) as reader:
+        assert [r["x"] for r in reader.history()] == [0.0, 2.0]
+
+
+def test_a_value_sqlite_cannot_bind_rolls_the_transaction_back(tmp_path):
+    """The transaction helper rolls back on any error (not only SQLite's), so a
+    failed write never leaves the database locked for the next one."""
+    from mpbackend.store.writer import RunWriter
+
+    writer = RunWriter(str(tmp_path / "r"), {"id": "r", "project": "p"}, resume=False)
+    writer.update_run(exit_code=2**70)  # too large for SQLite's INTEGER
+    with pytest.raises(mpbackend.StoreError):
+        writer.commit()
+    assert not writer._conn.in_transaction
+    writer.update_run(exit_code=3)
+    writer.close()
+    with mpbackend.RunReader(str(tmp_path / "r")) as reader:
+        assert reader.info()["exit_code"] == 3

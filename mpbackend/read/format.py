@@ -19,12 +19,17 @@ def is_number(value: Any) -> bool:
     return type(value) is float and math.isfinite(value)
 
 
-def format_value(value: Any, width: int = 80) -> str:
-    """A value as short, one-line text, at most ``width`` characters.
+JSON_WIDTH = 80  # lists and dicts as JSON are cut here when no width is given
+
+
+def format_value(value: Any, width: int | None = None) -> str:
+    """A value as one-line text.
 
     Floats to 6 significant digits; booleans as ``true``/``false``; a dict of
     str keys (a summary's ``{"min": 0.1, "max": 2}``) as ``min 0.1 max 2``;
-    other lists and dicts as compact JSON; None as the empty string.
+    other lists and dicts as compact JSON; None as the empty string. With a
+    ``width``, the text is cut to it (the end summary, a Run's HTML); without,
+    only JSON is cut (at JSON_WIDTH), and a string is shown whole (``show``).
     """
     if value is None:
         return ""
@@ -36,9 +41,12 @@ def format_value(value: Any, width: int = 80) -> str:
         text = " ".join(f"{k} {format_value(v, width)}" for k, v in value.items())
     elif isinstance(value, dict | list):
         text = json.dumps(value, default=str, separators=(",", ":"))
+        width = JSON_WIDTH if width is None else width
     else:
         text = str(value).replace("\n", " ")
-    return text if len(text) <= width else text[:max(width - 3, 0)] + "..."
+    if width is None or len(text) <= width:
+        return text
+    return text[:max(width - 3, 0)] + "..."
 
 
 def duration(seconds: float | None) -> str:

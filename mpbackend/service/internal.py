@@ -33,8 +33,10 @@ Rows, config, summary and state reach the database when the StreamMux calls
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import time
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,8 +124,12 @@ class Metrics(MetricDefs):
             agg["last"] = value
             if not _number(value):
                 continue
+            try:
+                total = agg["sum"] + value
+            except OverflowError:  # an int too large for a float: the mean is infinite
+                total = math.inf if value > 0 else -math.inf
             agg["count"] += 1
-            agg["sum"] += value
+            agg["sum"] = total
             if "min" not in agg or value < agg["min"]:
                 agg["min"] = value
             if "max" not in agg or value > agg["max"]:
@@ -224,15 +230,18 @@ class Internal:
 
     # -- records ---------------------------------------------------------
 
-    def rows(self, pid: int, worker: Any, records: list[tuple]) -> list[str]:
-        """Apply a run of ``log()`` records of one process, in order; returns warnings.
+    def rows(self, pid: int, worker: Any, records: list[tuple]
+             ) -> tuple[list[str], list[tuple[Exception, str]]]:
+        """Apply a run of ``log()`` records of one process, in order.
 
         Records without ``step`` or ``commit``, while no row is pending and no
         metric is defined, each make a row at the next step: they are handled
         here in one loop and handed to the store together. Any other record goes
-        through ``history``.
+        through ``history``; one that fails there costs only itself. Returns the
+        warnings for the user and the failures (exception, traceback text).
         """
-        warnings = []
+        warnings: list[str] = []
+        failures: list[tuple[Exception, str]] = []
         simple = not self.metrics.defs
         child = pid != self.owner_pid
         batch: list[dict[str, Any]] = []
@@ -256,12 +265,16 @@ class Internal:
                 self._extend(batch, times, floats)
                 batch, times = [], []
                 floats = not child
-            warning = self.history(pid, worker, row, step, commit, ts)
+            try:
+                warning = self.history(pid, worker, row, step, commit, ts)
+            except Exception as exc:
+                failures.append((exc, traceback.format_exc()))
+                continue
             if warning:
                 warnings.append(warning)
         if batch:
             self._extend(batch, times, floats)
-        return warnings
+        return warnings, failures
 
     def _extend(self, rows: list[dict[str, Any]], times: list[float], floats: bool) -> None:
         """Hand rows (their ``_timestamp``s in ``times``) to the store; update ``last``."""
@@ -365,6 +378,15 @@ class Internal:
         """Last logged values shaped by define_metric, overridden by what the user set."""
         return {**self.metrics.shape(self.last), **self.user_summary}
 
+    def close_after_failure(self, state: str) -> None:
+        """Finishing failed: store the state if the store still takes it, and close."""
+        self.state = state
+        try:
+            self.writer.update_run(state=state, updated_at=time.time())
+            self._save_summary()
+        finally:
+            self.writer.close()
+
     def note_error(self, text: str, tb: str) -> None:
         """Keep an unexpected error of the service with the run (``extra["service_errors"]``).
 
@@ -387,7 +409,7 @@ class Internal:
 
     # -- transactions ----------------------------------------------------
 
-    def commit(self, mark: tuple[str, int] | None = None) -> None:
+    def commit(self, mark: tuple[str, int, int | None] | None = None) -> None:
         """Write the committed rows and the run's current state to the store.
 
         ``mark``: the user process's last batch applied (token, number), stored
@@ -399,18 +421,30 @@ class Internal:
             self.writer.mark = mark
         self.writer.commit()
 
-    def stored_through(self, token: str) -> int:
-        """The number of the last batch of ``token`` whose records the store holds; -1 if none."""
-        mark = self.writer.stored_mark
-        return mark[1] if mark is not None and mark[0] == token else -1
+    def take_problems(self) -> list[str]:
+        """Why rows could not be stored since the last call (they are counted in
+        ``lost_rows``); each is also kept with the run, as an unexpected error is."""
+        problems, self.writer.unstorable = self.writer.unstorable, []
+        for text in problems:
+            self.note_error(text, "")
+        return problems
 
-    def flush(self, mark: tuple[str, int] | None = None) -> dict[str, Any]:
+    def stored_through(self, token: str) -> tuple[int, int | None]:
+        """How far the store holds this run's records of the process ``token``:
+        ``(seq, upto)``, every batch before ``seq`` and the first ``upto`` records of
+        batch ``seq`` (None: all of them); ``(-1, None)`` if none."""
+        mark = self.writer.stored_mark
+        if mark is None or mark[0] != token:
+            return -1, None
+        return mark[1], mark[2]
+
+    def flush(self, mark: tuple[str, int, int | None] | None = None) -> dict[str, Any]:
         """[8] Everything received so far is committed when this returns."""
         self.commit(mark)
         return {"step": self.step}
 
     def finish(self, state: str, exit_code: int | None, dropped: int = 0,
-               mark: tuple[str, int] | None = None) -> dict[str, Any]:
+               mark: tuple[str, int, int | None] | None = None) -> dict[str, Any]:
         """[a] Commit pending rows, record the final state, close the store.
 
         ``dropped`` (records the user side dropped) and the rows the store could

@@ -29,17 +29,19 @@ Four threads, one job each:
 that a new service can replay what a dead one took with it. Three marks, each a
 ``(token, seq)``, keep that exactly-once:
 
-* ``applied``: the last numbered batch whose records are applied to the runs in
-  memory. Every commit writes it into each run's database *in the same
-  transaction as the rows* (``RunWriter.mark``, the ``replay`` row of ``meta``),
-  so what a store holds and what it says it holds always agree, also in the
-  final commit of a finishing run.
+* ``applied``: how far the records of the user process are applied to the runs
+  in memory: ``(token, seq, upto)``, the first ``upto`` records of batch ``seq``
+  (``upto`` None: all of it). Every commit writes it into each run's database
+  *in the same transaction as the rows* (``RunWriter.mark``, the ``replay`` row
+  of ``meta``), so what a store holds and what it says it holds always agree,
+  also for a flush or a finish in the middle of a batch (the records after it
+  in the batch are not covered) and in the final commit of a finishing run.
 * ``acked``: the last ``applied`` reported to the user process (``Committed``),
   once every open run committed it; the user process then lets go of the
   batches up to it. Reported once per change.
 * ``replayed``: after a restart, the new service applies the kept batches
-  before reading rec_q, and skips in them, per run, what that run's stored mark
-  says is already there (the first duplicate check: ``_not_stored``); then
+  before reading rec_q, and skips in them, per run, the records that run's
+  stored mark covers (the first duplicate check: ``_not_stored``); then
   ``replayed`` is the last of them. The same batches are mostly still in rec_q
   (the dead service had not read them), and a batch met there with a ``seq`` up
   to ``replayed`` is skipped (the second check, in ``_batch``). A child's
@@ -74,6 +76,8 @@ from .internal import Internal, plain
 log = logging.getLogger("mpbackend.service")
 
 DRAIN_SECONDS = 1.0
+# How far the user process's records are applied (see "Replay marks" above).
+Mark = tuple[str, int, int | None]
 _WHAT = {m.CONFIG: "a config update", m.SUMMARY: "a summary update",
          m.DEFINE_METRIC: "define_metric()", m.HISTORY_ANY: "a logged row"}
 TERM_GRACE = 10.0
@@ -194,9 +198,9 @@ class StreamMux:
         # Replay bookkeeping for the user process's numbered batches: the last one
         # applied, the last reported committed, and the last one replayed (met
         # again in rec_q, it is skipped).
-        self.applied: tuple[str, int] | None = None
-        self.acked: tuple[str, int] | None = None
-        self.replayed: tuple[str, int] | None = None
+        self.applied: Mark | None = None
+        self.acked: Mark | None = None
+        self.replayed: Mark | None = None
         # System metrics (mpbackend.service.system): None when Settings.system_interval is off.
         from .system import SystemMonitor  # imported in the service only
 
@@ -259,8 +263,8 @@ class StreamMux:
                 if item is not None:
                     self._batch(item)
                 while self.watch_problems:  # list.pop is atomic: none is lost
-                    self._notice("watchdog:" + str(len(self.watch_problems)),
-                                 self.watch_problems.pop(0))
+                    text = self.watch_problems.pop(0)
+                    self._notice("watchdog:" + text, text)
                 if self.user_died.is_set():
                     self._drain()
                     self._end_all("crashed")
@@ -307,8 +311,12 @@ class StreamMux:
             self._batch(item)
 
     def _end_all(self, state: str) -> None:
+        """End every open run as ``state``; one that fails does not keep the others open."""
         for stream in list(self.streams):
-            self._finish_stream(stream, state, None)
+            try:
+                self._finish_stream(stream, state, None)
+            except Exception:
+                pass  # reported by _finish_stream; the run is closed
 
     def _commit_all(self) -> None:
         """Commit every run; then tell the user process which of its batches are stored."""
@@ -320,13 +328,15 @@ class StreamMux:
         for internal in self.streams.values():
             try:
                 internal.commit(mark)
+                for text in internal.take_problems():
+                    self._notice("unstorable:" + internal.id, f"run {internal.id}: {text}")
             except StoreError as exc:
                 stored = False
                 self._notice("store:" + internal.id, f"run {internal.id}: {exc}")
             except Exception as exc:
                 stored = False
                 self._unexpected(internal.id, "a commit", exc, traceback.format_exc())
-        if stored and mark is not None and mark != self.acked:
+        if stored and mark is not None and mark[2] is None and mark != self.acked:
             self.acked = mark
             self._send(m.Committed(mark[1]))
 
@@ -345,18 +355,21 @@ class StreamMux:
         except Exception as exc:
             self._notice("batch", f"a batch of records could not be read and was lost: {exc!r}")
             return
-        if token is not None:
+        numbered = token is not None
+        if numbered:
             replayed = self.replayed
             if replayed is not None and token == replayed[0] and seq <= replayed[1]:
                 return
-            self.applied = (token, seq)
+            self.applied = (token, seq, 0)
             if replay:
                 records = self._not_stored(records, token, seq)
         handlers = self._handlers
         # log() records by stream, in order; applied before any other record, so a
         # request still sees everything sent before it.
         runs: dict[str, list[tuple]] = {}
-        for record in records:
+        for index, record in enumerate(records):
+            if record is None:  # replayed, and already stored
+                continue
             if type(record) is not tuple:  # pickled at the call: not a plain row
                 try:
                     record = pickle.loads(record)
@@ -375,6 +388,10 @@ class StreamMux:
             if runs:
                 self._apply_rows(pid, worker, runs)
                 runs = {}
+            if numbered:
+                # Every record before this one is applied: a flush or finish it asks
+                # for stores exactly that much of this batch as stored.
+                self.applied = (token, seq, index)
             try:
                 handlers[op](pid, worker, record)
             except Exception as exc:
@@ -382,6 +399,8 @@ class StreamMux:
                                  _WHAT.get(op, "a record"), exc, traceback.format_exc())
         if runs:
             self._apply_rows(pid, worker, runs)
+        if numbered:
+            self.applied = (token, seq, None)  # the whole batch
 
     def _apply_rows(self, pid: int, worker: Any, runs: dict[str, list[tuple]]) -> None:
         """The log() records of a batch, run by run; a failure costs only its own run's."""
@@ -389,32 +408,44 @@ class StreamMux:
             try:
                 self._rows(pid, worker, records)
             except Exception as exc:
-                self._unexpected(stream, f"storing {len(records)} logged row(s)", exc,
-                                 traceback.format_exc())
+                self._unexpected(stream, "storing logged rows", exc, traceback.format_exc())
 
-    def _not_stored(self, records: list, token: str, seq: int) -> list[tuple]:
-        """The records of a replayed batch that the store does not hold yet."""
-        kept = []
-        for record in records:
+    def _not_stored(self, records: list, token: str, seq: int) -> list[tuple | None]:
+        """A replayed batch with None in place of each record its run's store holds.
+
+        A run's stored mark ``(seq, upto)`` covers every record of earlier batches
+        and the first ``upto`` records of batch ``seq`` (all of it when None).
+        Indexes are kept, so the marks set while the batch is applied again mean
+        what they meant the first time. Requests are not replayed.
+        """
+        kept: list[tuple | None] = []
+        for index, record in enumerate(records):
             if type(record) is not tuple:
                 try:
                     record = pickle.loads(record)
                 except Exception:
-                    continue  # reported when it was first read
-            if record[0] == m.REQUEST:
-                continue
-            internal = self.streams.get(record[1])
+                    kept.append(None)  # reported when it was first read
+                    continue
+            internal = self.streams.get(record[1]) if record[0] != m.REQUEST else None
             # A run not resumed was finished before the death, with these records.
-            if internal is None or internal.stored_through(token) >= seq:
+            if internal is None:
+                kept.append(None)
                 continue
-            kept.append(record)
+            stored_seq, upto = internal.stored_through(token)
+            if seq < stored_seq or (seq == stored_seq and (upto is None or index < upto)):
+                kept.append(None)
+            else:
+                kept.append(record)
         return kept
 
     def _rows(self, pid: int, worker: Any, records: list[tuple]) -> None:
         internal = self.streams.get(records[0][1]) or self._stream(records[0][1])
         if internal is not None:
-            for warning in internal.rows(pid, worker, records):
+            warnings, failures = internal.rows(pid, worker, records)
+            for warning in warnings:
                 self._notice("step:" + internal.id, warning, limit=5)
+            for exc, tb in failures:
+                self._unexpected(internal.id, "a logged row", exc, tb)
 
     def _stream(self, stream: str) -> Internal | None:
         internal = self.streams.get(stream)
@@ -494,9 +525,19 @@ class StreamMux:
     def _finish_stream(self, stream: str, state: str, exit_code: int | None,
                        dropped: int = 0) -> dict[str, Any]:
         internal = self.streams.pop(stream)
-        if self.system is not None:
-            self.system.closing(internal)
-        return internal.finish(state, exit_code, dropped, self.applied)
+        try:
+            if self.system is not None:
+                self.system.closing(internal)
+            return internal.finish(state, exit_code, dropped, self.applied)
+        except Exception as exc:
+            if not isinstance(exc, StoreError):
+                self._unexpected(stream, "finishing the run", exc, traceback.format_exc(),
+                                 internal)
+            try:
+                internal.close_after_failure(state)
+            except Exception:
+                pass  # the store cannot be written: it keeps what it has
+            raise
 
     def _inform_finish(self, msg: m.InformFinish) -> dict[str, Any]:
         self._open(msg.stream)
@@ -531,7 +572,8 @@ class StreamMux:
         except OSError:
             self.user_died.set()
 
-    def _unexpected(self, stream: str | None, what: str, exc: BaseException, tb: str) -> None:
+    def _unexpected(self, stream: str | None, what: str, exc: BaseException, tb: str,
+                    internal: Internal | None = None) -> None:
         """An error the service did not expect (a bug, or a value it cannot handle).
 
         It is stored with the run it concerns (every open run, when it concerns
@@ -540,14 +582,16 @@ class StreamMux:
         sent to a logger nobody configured.
         """
         text = f"{what} failed in the mpbackend service: {type(exc).__name__}: {exc}"
-        internal = self.streams.get(stream) if stream is not None else None
+        if internal is None and stream is not None:
+            internal = self.streams.get(stream)
         for target in [internal] if internal is not None else list(self.streams.values()):
             try:
                 target.note_error(text, tb)
             except Exception:
                 log.debug("an error could not be noted with run %s", target.id, exc_info=True)
         where = f" (stored with run {stream})" if internal is not None else ""
-        self._notice("unexpected:" + what, text + where)
+        # Once per kind of failure and run: the key holds no counts or values.
+        self._notice(f"unexpected:{what}:{stream}", text + where)
 
     def _notice(self, key: str, text: str, limit: int = 1) -> None:
         """Tell the user once (or ``limit`` times) per ``key``."""

@@ -77,9 +77,11 @@ def error_reply(exc: BaseException) -> tuple[str, str, str]:
     """
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     name = type(exc).__name__
+    # str() of a KeyError is the repr of its key; its message is what was meant.
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     if REMOTE_ERRORS.get(name) is type(exc):
-        return name, str(exc), tb
-    return "RuntimeError", f"{name}: {exc}", tb
+        return name, text, tb
+    return "RuntimeError", f"{name}: {text}", tb
 
 
 def remote_error(error: tuple[str, ...]) -> Exception:

@@ -24,7 +24,7 @@ def db_path(run_dir: str) -> str:
 
 def safe_name(value: Any) -> bool:
     """True if ``value`` can be one path component: 1-128 of [A-Za-z0-9_.-], no ``..``."""
-    return isinstance(value, str) and bool(_SAFE_NAME.match(value)) and ".." not in value
+    return isinstance(value, str) and bool(_SAFE_NAME.fullmatch(value)) and ".." not in value
 
 
 def check_name(kind: str, value: Any) -> str:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import fcntl
 import multiprocessing.connection
 import os
+import select
 import struct
 import time
 import weakref
@@ -191,6 +192,34 @@ class BatchQueue(_Ends):
                 view = memoryview(part)
                 while view:
                     view = view[os.write(fd, view):]
+        finally:
+            self._wlock.release()
+        return True
+
+    def put_small(self, data: bytes, timeout: float) -> bool:
+        """Write one small frame without blocking past ``timeout``; False if it could not.
+
+        For a caller that must not hang (a request written from the caller's own
+        thread): it waits, with the deadline, for the lock and then for room in
+        the pipe, and writes the frame in one ``write``, which for at most
+        ``PIPE_BUF`` bytes the kernel does whole or not at all. A larger frame
+        goes through ``put_bytes``. Raises OSError when the reader is gone.
+        """
+        assert self._writer is not None
+        frame = _HEADER.pack(MAGIC, len(data), zlib.crc32(data)) + data
+        if len(frame) > select.PIPE_BUF:
+            return self.put_bytes(data, timeout)
+        deadline = time.monotonic() + timeout
+        if not self._wlock.acquire(timeout):
+            return False
+        try:
+            fd = self._writer.fileno()
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            left = deadline - time.monotonic()
+            if not poller.poll(max(left, 0) * 1000):
+                return False
+            os.write(fd, frame)
         finally:
             self._wlock.release()
         return True

@@ -182,18 +182,22 @@ def connect(path: str, readonly: bool) -> sqlite3.Connection:
 def transaction(conn: sqlite3.Connection, path: str) -> Iterator[sqlite3.Connection]:
     """One write transaction (``BEGIN IMMEDIATE``): committed whole, or rolled back whole.
 
-    Any SQLite error inside it is re-raised as StoreError naming the file, after
-    the rollback, so the caller's in-memory state (which it changes only after
-    the block) still matches the file and the same write can be tried again.
+    Any error inside it rolls the transaction back (a transaction left open would
+    keep the database locked), then an SQLite error or any other Exception (a
+    value SQLite cannot bind) is re-raised as StoreError naming the file. The
+    caller changes its in-memory state only after the block, so that state still
+    matches the file and the same write can be tried again.
     """
     try:
         conn.execute("BEGIN IMMEDIATE")
         yield conn
         conn.execute("COMMIT")
-    except sqlite3.Error as exc:
+    except BaseException as exc:
         if conn.in_transaction:
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-        raise StoreError(f"cannot write the run database {path}: {exc}") from exc
+        if isinstance(exc, Exception) and not isinstance(exc, StoreError):
+            raise StoreError(f"cannot write the run database {path}: {exc}") from exc
+        raise

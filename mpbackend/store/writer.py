@@ -134,6 +134,17 @@ def _rows_of(number: int, steps: list[int], rows: list[dict[str, Any]],
                   for key, (positions, values, kind) in columns.items()]
 
 
+def _parse_mark(text: str, path: str) -> tuple[str, int, int | None]:
+    """The stored replay mark, checked (nothing read from a run directory is trusted)."""
+    parts = text.split(" ")
+    try:
+        if len(parts) in (2, 3):
+            return parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        pass
+    raise StoreError(f"{path}: a damaged replay mark {text!r}")
+
+
 class RunWriter:
     """The service's handle on one run database; not thread-safe, one per run."""
 
@@ -178,15 +189,17 @@ class RunWriter:
         self._run_updates: dict[str, Any] = {}
         self.rows_pending = 0
         self.lost_rows = 0  # dropped because the store could not be written
-        # The user process's last batch (token, number) whose records are stored:
-        # ``mark`` is written with the next commit, ``stored_mark`` is in the file.
-        self.mark: tuple[str, int] | None = None
-        self.stored_mark: tuple[str, int] | None = None
+        self.unstorable: list[str] = []  # why rows were dropped (see _lose), not yet reported
+        # How far the user process's records are stored, (token, seq, upto): every
+        # batch before ``seq`` and the first ``upto`` records of batch ``seq`` (None:
+        # all of it). ``mark`` is written with the next commit, ``stored_mark`` is
+        # in the file (meta ``replay``: "token seq" or "token seq upto").
+        self.mark: tuple[str, int, int | None] | None = None
+        self.stored_mark: tuple[str, int, int | None] | None = None
         if resume:
             found = conn.execute("SELECT value FROM meta WHERE key='replay'").fetchone()
             if found is not None:
-                token, _, seq = found[0].partition(" ")
-                self.stored_mark = (token, int(seq))
+                self.stored_mark = _parse_mark(found[0], self.path)
         self.time_base = 0.0  # _runtime = time_base + _timestamp, for rows from extend()
 
     def _check_schema(self) -> None:
@@ -266,33 +279,43 @@ class RunWriter:
 
         def whole(chunk: _Chunk) -> int:
             nonlocal next_number
-            if chunk.parts:
-                number = chunk.parts[0]
-                dropped.extend(chunk.parts[1:])
-            else:
-                number, next_number = next_number, next_number + 1
+            number = chunk.parts[0] if chunk.parts else next_number
             head, cols = _rows_of(number, chunk.steps, chunk.rows, chunk.times, self.time_base,
                                   chunk.mixed < 0)
+            if chunk.parts:
+                dropped.extend(chunk.parts[1:])
+            else:
+                next_number += 1
             heads.append(head)
             columns.extend(cols)
             return number
 
-        for chunk in self._sealed:
-            whole(chunk)
+        for chunk in list(self._sealed):
+            try:
+                whole(chunk)
+            except Exception as exc:  # rows that cannot be stored: not retried for ever
+                self._sealed.remove(chunk)
+                self._lose(chunk, chunk.written, exc)
         opened = self._open
         open_parts = None
         if len(opened.steps) > opened.written:
-            if len(opened.parts) + 1 >= MAX_PARTS:
-                open_parts = [whole(opened)]
-            else:
-                number, next_number = next_number, next_number + 1
-                start = opened.written
-                head, cols = _rows_of(number, opened.steps[start:], opened.rows[start:],
-                                      opened.times[start:], self.time_base,
-                                      opened.mixed < start)
-                heads.append(head)
-                columns.extend(cols)
-                open_parts = [*opened.parts, number]
+            try:
+                if len(opened.parts) + 1 >= MAX_PARTS:
+                    open_parts = [whole(opened)]
+                else:
+                    start = opened.written
+                    head, cols = _rows_of(next_number, opened.steps[start:],
+                                          opened.rows[start:], opened.times[start:],
+                                          self.time_base, opened.mixed < start)
+                    heads.append(head)
+                    columns.extend(cols)
+                    open_parts = [*opened.parts, next_number]
+                    next_number += 1
+            except Exception as exc:
+                self._lose(opened, opened.written, exc)
+                del opened.steps[opened.written:], opened.rows[opened.written:]
+                del opened.times[opened.written:]
+                opened.mixed = min(opened.mixed, opened.written - 1)
         updates = dict(self._run_updates)
         updates["updated_at"] = time.time()
         for f in JSON_FIELDS:
@@ -317,8 +340,8 @@ class RunWriter:
                 # The replay mark moves in the same transaction as the rows it covers:
                 # after a restart, what the store holds and what it says it holds agree.
                 if mark is not None and mark != self.stored_mark:
-                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('replay', ?)",
-                                 (f"{mark[0]} {mark[1]}",))
+                    text = f"{mark[0]} {mark[1]}" + ("" if mark[2] is None else f" {mark[2]}")
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('replay', ?)", (text,))
         except StoreError:
             self._bound_unwritten()
             raise
@@ -331,6 +354,18 @@ class RunWriter:
         self.rows_pending = 0
         if mark is not None:
             self.stored_mark = mark
+
+    def _lose(self, chunk: _Chunk, start: int, exc: Exception) -> None:
+        """Rows from ``start`` of ``chunk`` cannot be made into columns: count them lost.
+
+        Keeping them would fail every later commit of the run the same way. The
+        reason waits in ``unstorable`` for the service to report it.
+        """
+        n = len(chunk.steps) - start
+        self.lost_rows += n
+        self.rows_pending = max(0, self.rows_pending - n)
+        self.unstorable.append(f"{n} row(s) from step {chunk.steps[start]} could not be "
+                               f"stored and were dropped: {type(exc).__name__}: {exc}")
 
     def _bound_unwritten(self) -> None:
         """While commits fail, keep at most MAX_UNWRITTEN_CHUNKS full chunks in memory."""

@@ -27,15 +27,22 @@ _interfaces: dict[int | None, Interface] = {}
 
 
 def rebuild(spec: dict[str, Any], reply: dict[str, Any], settings: Settings, owner_pid: int,
-            rec_q: BatchQueue, service_pid: int | None) -> Run:
-    """The Run unpickled in a child process; it becomes ``mpbackend.run`` if there is none."""
+            rec_q: BatchQueue, service_settings: Settings, service_pid: int | None) -> Run:
+    """The Run unpickled in a child process; it becomes ``mpbackend.run`` if there is none.
+
+    ``settings`` are the run's (``init(settings=...)``), ``service_settings`` those
+    the service and the owner's Interface were made with (buffer, batches): the
+    child's own Interface takes the latter. ``reply["state"]``: the run's state
+    as it was handed over.
+    """
     import mpbackend
 
     interface = _interfaces.get(service_pid)
     if interface is None or interface.pid != os.getpid():
-        interface = _interfaces[service_pid] = Interface(rec_q, None, settings,
+        interface = _interfaces[service_pid] = Interface(rec_q, None, service_settings,
                                                          service_pid=service_pid)
     run = Run(spec, reply, settings, None, interface, owner_pid=owner_pid)
+    run.state = reply.get("state", run.state)
     if mpbackend.run is None:
         make_current(run)
     return run

@@ -129,6 +129,20 @@ def _dumps_by_value(obj: Any, first_error: Exception | None) -> bytes:
                         f"{cause}") from exc
 
 
+class _SenderDead(Exception):
+    """Inside the interface only: a request must be written by its caller's thread."""
+
+
+def _is_request(item: bytes | tuple) -> bool:
+    """True for a buffered request (always pickled at the call, never a row tuple)."""
+    if type(item) is tuple:
+        return False
+    try:
+        return pickle.loads(item)[0] == m.REQUEST  # type: ignore[arg-type]
+    except Exception:
+        return False
+
+
 def _stream_of(item: bytes | tuple) -> str | None:
     """The run a buffered record belongs to (None for a request or an unreadable one)."""
     try:
@@ -239,7 +253,7 @@ class Interface:
         uuid = os.urandom(16).hex()
         future = router.expect(uuid)
         try:
-            self._put_slow(dumps((m.REQUEST, uuid, message)), True)
+            self._put_slow(dumps((m.REQUEST, uuid, message)), True, timeout=timeout)
             return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
             raise RequestTimeout(f"the service did not answer {type(message).__name__} "
@@ -293,28 +307,47 @@ class Interface:
         if stream is not None:
             self.dropped_by[stream] = self.dropped_by.get(stream, 0) + 1
 
-    def _put_slow(self, data: bytes | tuple, urgent: bool, stream: str | None = None) -> None:
-        if urgent and self._sender_error is not None:
-            self._write_request(data)
-            return
+    def _put_slow(self, data: bytes | tuple, urgent: bool, stream: str | None = None,
+                  timeout: float | None = None) -> None:
+        """The locked path: start the sender, wait for room or drop, or write a request.
+
+        ``urgent``: a request, which wakes the sender at once, raises ServiceError
+        instead of being dropped, and is written by this thread (within
+        ``timeout``) once the sender is dead.
+        """
         size = _size(data)
-        with self._lock:
-            if self._broken is not None:
-                if urgent:
-                    raise ServiceError(self._broken)
-                self._drop(stream)
-                return
-            if self._sender is None:
-                self._start_sender()
-            if self._full(size) and not self._make_room(size, urgent, stream):
-                return
-            if size > SMALL:
-                self._big += size
-                self._set_room()
-            self._q.append(data)
+        try:
+            with self._lock:
+                if self._broken is not None:
+                    self._refuse(urgent, stream)
+                    return
+                if self._sender is None:
+                    self._start_sender()
+                if self._full(size) and not self._make_room(size, urgent, stream):
+                    return
+                if size > SMALL:
+                    self._big += size
+                    self._set_room()
+                self._q.append(data)
+        except _SenderDead:  # outside the lock: the write may wait for the pipe
+            self._write_request(data, self._request_timeout if timeout is None else timeout)
+            return
         self._ready.set()
         if urgent or len(self._q) >= self._batch:
             self._now.set()
+
+    def _refuse(self, urgent: bool, stream: str | None) -> None:
+        """A record or request while broken; called with the lock held.
+
+        A record is dropped and counted. A request raises ServiceError, or, when
+        only the sender thread is dead, _SenderDead (the caller writes it itself).
+        """
+        if not urgent:
+            self._drop(stream)
+        elif self._sender_error is not None:
+            raise _SenderDead()
+        else:
+            raise ServiceError(self._broken or "the mpbackend service is gone")
 
     def _make_room(self, size: int, urgent: bool, stream: str | None) -> bool:
         """Called with the lock held and the buffer full: wait, or drop and count."""
@@ -336,9 +369,7 @@ class Interface:
                 return False
             self._space.wait(min(left, 1.0))
         if self._broken is not None:
-            if urgent:
-                raise ServiceError(self._broken)
-            self._drop(stream)
+            self._refuse(urgent, stream)
             return False
         return True
 
@@ -363,7 +394,10 @@ class Interface:
         try:
             self._send_batches()
         except BaseException as exc:
-            self._sender_failed(exc)
+            try:
+                self._sender_failed(exc)
+            except BaseException:  # a user must never see a traceback from this thread
+                pass
 
     def _sender_failed(self, exc: BaseException) -> None:
         """The sender thread died: the interface is broken for records, not for requests.
@@ -376,10 +410,14 @@ class Interface:
         """
         reason = (f"the mpbackend sender thread failed ({type(exc).__name__}: {exc}); "
                   "records logged from now on are dropped")
+        requests = []
         with self._lock:
             self._sender_error = reason
             for data in [*self._unsent, *self._q]:
-                self._drop(_stream_of(data))
+                if _is_request(data):
+                    requests.append(data)  # a caller waits for it: sent below, not dropped
+                else:
+                    self._drop(_stream_of(data))
             self._unsent = []
             self._q.clear()
             self._big = 0
@@ -389,6 +427,11 @@ class Interface:
             self._set_room()
             self._space.notify_all()
         log.warning("mpbackend: %s", reason)
+        for data in requests:
+            try:
+                self._write_request(data, self._request_timeout)
+            except Exception:
+                pass  # its caller's wait ends at its own timeout; nothing escapes this thread
 
     def _send_batches(self) -> None:
         """Buffer -> rec_q, one batch per wake-up.
@@ -464,11 +507,13 @@ class Interface:
             for stream in streams:
                 self._drop(stream)
 
-    def _write_request(self, data: bytes | tuple) -> None:
+    def _write_request(self, data: bytes | tuple, timeout: float) -> None:
         """With no sender thread left, a request goes to rec_q from the caller's thread.
 
         It is a batch of its own, not numbered for a replay (a request is never
-        replayed). ServiceError if the service cannot be reached.
+        replayed), written within ``timeout`` (``BatchQueue.put_small``: it never
+        blocks on a full pipe past it). ServiceError if the service cannot be
+        reached in time.
         """
         with self._lock:  # records that slipped in lock-free as the sender died: counted
             for item in self._q:
@@ -476,11 +521,11 @@ class Interface:
             self._q.clear()
         payload = _pickle_dumps((os.getpid(), _worker_id(), [data], -1, None), 5)
         try:
-            if self._rec_q.put_bytes(payload, timeout=self._request_timeout):
+            if self._rec_q.put_small(payload, timeout):
                 return
         except OSError as exc:
             raise ServiceError(f"the mpbackend service is gone ({exc})") from exc
-        raise ServiceError(f"rec_q stayed locked for {self._request_timeout:g} s")
+        raise ServiceError(f"the request could not be written to rec_q within {timeout:g} s")
 
     # -- replay after a service restart (the run owner only) ----------------------
 

@@ -39,7 +39,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..shared import messages as m
-from ..shared.errors import Error, ServiceError
+from ..shared.errors import ServiceError
 from ..shared.jupyter import kernel_shutting_down
 from ..shared.settings import Settings
 from ..shared.version import __version__
@@ -201,7 +201,7 @@ class Manager:
             left = deadline - time.monotonic()
             if left <= 0 or self.router.error is not None:
                 break
-            run._finish_at_exit(state, exit_code, max(left, 0.01))
+            run._finish_at_exit(state, exit_code, max(left, 0.01))  # never raises
 
     def stop(self, timeout: float | None = None, state: str = "finished") -> None:
         """[b]..[e] Stop every stream, poll until drained, join; never longer than ``timeout``.
@@ -223,7 +223,7 @@ class Manager:
                     if self.communicate(m.ManagerPoll(), max(left, 0.01))["streams"] == 0:
                         break
                     time.sleep(0.01)
-        except Error as exc:
+        except Exception as exc:  # whatever it was, the service is still joined or killed
             log.warning("mpbackend: stopping the service: %s", exc)
         finally:
             if not self.service.join(deadline - time.monotonic()):

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mpbackend")
 
+class _Closed(Exception):
+    """Inside the router only: the service's end of rsp_q is closed."""
+
+
 class Router:
     """Matches responses to pending requests; fails them all if the service dies."""
 
@@ -83,40 +87,57 @@ class Router:
             return len(self._pending)
 
     def _run(self) -> None:
-        """The thread's one job: replies to futures, until the service is gone."""
+        """The thread's one job: replies to futures, until the service is gone.
+
+        Whatever ends the loop, every pending future is failed (``finally``), and
+        the service is reaped or killed first, so a restart never starts a second
+        reader of rec_q beside it.
+        """
         cause: BaseException | None = None
+        error = ServiceError("the mpbackend service is gone")
         try:
-            reader = self._rsp_q.reader
-            process = self._service.process
-            assert process is not None, "the service was not launched"
-            sentinel = process.sentinel
-            while True:
-                ready = wait([reader, sentinel], timeout=1.0)
-                if reader in ready:
-                    self._read_ready()
-                if sentinel in ready:
-                    break
-            self._read_ready()  # replies written just before the end
-        except EOFError:
-            pass  # the service closed its end: it is exiting
-        except BaseException as exc:  # anything else: the service counts as broken
-            cause = exc
-        if cause is not None:
-            # The service may still be alive, but its replies can no longer be read.
-            self._service.kill()
-        self._service.join(timeout=1.0)
-        code = self._service.exitcode
-        text = f"the mpbackend service (pid {self._service.pid}) exited with code {code}"
-        if cause is not None:
-            text = (f"the mpbackend service's replies could not be read "
-                    f"({type(cause).__name__}: {cause}); it was stopped (exit code {code})")
-        error = ServiceError(text, code)
-        error.__cause__ = cause
-        self._fail_all(error)
+            try:
+                reader = self._rsp_q.reader
+                process = self._service.process
+                assert process is not None, "the service was not launched"
+                sentinel = process.sentinel
+                while True:
+                    ready = wait([reader, sentinel], timeout=1.0)
+                    if reader in ready:
+                        self._read_ready()
+                    if sentinel in ready:
+                        break
+                self._read_ready()  # replies written just before the end
+            except _Closed:
+                pass  # the service closed its end of rsp_q: it is exiting
+            except BaseException as exc:  # anything else: the service counts as broken
+                cause = exc
+            if cause is not None:
+                # The service may still be alive, but its replies can no longer be read.
+                self._service.kill()
+            # A service that closed rsp_q is exiting: a few seconds to finish that,
+            # then it is killed, so that it can never read rec_q beside a new one.
+            if not self._service.join(timeout=1.0 if cause is not None else 5.0):
+                self._service.kill()
+            code = self._service.exitcode
+            text = f"the mpbackend service (pid {self._service.pid}) exited with code {code}"
+            if cause is not None:
+                text = (f"the mpbackend service's replies could not be read "
+                        f"({type(cause).__name__}: {cause}); it was stopped (exit code {code})")
+            error = ServiceError(text, code)
+            error.__cause__ = cause
+        finally:
+            self._fail_all(error)
 
     def _read_ready(self) -> None:
-        while self._rsp_q.poll(0):
-            self._dispatch(pickle.loads(self._rsp_q.get_bytes()))
+        while True:
+            try:
+                if not self._rsp_q.poll(0):
+                    return
+                data = self._rsp_q.get_bytes()
+            except (EOFError, OSError) as exc:  # the pipe itself: the service's end closed
+                raise _Closed() from exc
+            self._dispatch(pickle.loads(data))
 
     def _dispatch(self, message: object) -> None:
         if isinstance(message, m.Response):

@@ -27,13 +27,23 @@ from multiprocessing.context import get_spawning_popen
 from typing import TYPE_CHECKING, Any, cast
 
 from ..shared import messages as m
-from ..shared.errors import Error, UsageError
+from ..shared.errors import UsageError
 from ..shared.metrics import Metric, check_metric
 from ..shared.settings import Settings
 from ..shared.states import RUNNING
 from .config import Config
 from .summary import Summary
-from .values import FLOATS, NUMBERS, PLAIN, STR, check_step, normalize, serialise
+from .values import (
+    FLOATS,
+    MAX_STEP,
+    NUMBERS,
+    PLAIN,
+    STR,
+    check_exit_code,
+    check_step,
+    normalize,
+    serialise,
+)
 
 if TYPE_CHECKING:
     from .interface import Interface
@@ -115,9 +125,10 @@ class Run:
 
         assert self._interface is not None
         reply = {"id": self.id, "dir": self.dir, "resumed": self.resumed,
-                 "config": self.config.as_dict()}
+                 "config": self.config.as_dict(), "state": self.state}
         return rebuild, (self._spec, reply, self._settings, self._owner_pid,
-                         self._interface.queue, self._interface.service_pid)
+                         self._interface.queue, self._interface.settings,
+                         self._interface.service_pid)
 
     @property
     def step(self) -> int:
@@ -146,7 +157,7 @@ class Run:
             if summary:
                 cells = "".join(f"<tr><td style='text-align:left'>{html.escape(k)}</td>"
                                 "<td style='text-align:right'>"
-                                f"{html.escape(format_value(v))}</td></tr>"
+                                f"{html.escape(format_value(v, 60))}</td></tr>"
                                 for k, v in sorted(summary.items()))
                 out += ("<table class='mpbackend-summary'><tr><th>summary</th><th></th></tr>"
                         f"{cells}</table>")
@@ -174,7 +185,7 @@ class Run:
         """
         if self.state != RUNNING:
             raise UsageError(f"run {self.id} is {self.state}; log() needs a running run")
-        if step is not None and (type(step) is not int or step < 0):
+        if step is not None and (type(step) is not int or not 0 <= step <= MAX_STEP):
             step = check_step(step)
         if type(data) is dict and STR.issuperset(map(type, data)) and "" not in data:
             # Builtin str keys and numbers: nothing the pickler can fail on, nothing
@@ -230,6 +241,7 @@ class Run:
         In a terminal or Jupyter a short summary is shown (``mpbackend.read.end_summary``)
         unless ``quiet`` (default: ``Settings.quiet``) or ``MPBACKEND_SILENT=1``.
         """
+        exit_code = check_exit_code(exit_code)
         if self.state != RUNNING:
             return
         if self._in_child:
@@ -241,17 +253,20 @@ class Run:
 
     def _end(self, state: str, exit_code: int | None, timeout: float | None,
              quiet: bool | None = None) -> None:
-        """Ask the service to end the run; bounded by ``timeout``, never raises Error.
+        """Ask the service to end the run; bounded by ``timeout``, never raises.
 
-        Only the process that opened the run ends it: in a child this does nothing.
+        Whatever the service answers with, an error included (it is gone, slow, or
+        failed to end the run), the run is over here: a failure is warned about and
+        the run is ``crashed`` in this process. Only the process that opened the
+        run ends it: in a child this does nothing.
         """
         manager = self._manager
         if self._in_child or manager is None:
             return
         try:
             reply = manager.inform_finish(self.id, state, exit_code, timeout,
-                                                self._interface.dropped_by.get(self.id, 0))
-        except Error as exc:
+                                          self._interface.dropped_by.get(self.id, 0))
+        except Exception as exc:
             log.warning("mpbackend: run %s could not be finished: %s", self.id, exc)
             self._ended("crashed")
             return

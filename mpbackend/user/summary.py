@@ -52,7 +52,7 @@ class Summary(MutableMapping):
                 raise TypeError(f"summary keys must be non-empty str, not {key!r}")
         run._send_record((m.SUMMARY, run.id, clean, deleted), clean, "summary")
 
-    def update(self, data: Any = (), /, **kwargs: Any) -> None:
+    def update(self, data: Any = (), **kwargs: Any) -> None:  # type: ignore[override]
         """Set keys from a mapping or key/value pairs, and keyword arguments."""
         self._send(dict(data or (), **kwargs), [])
 

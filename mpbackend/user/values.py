@@ -110,13 +110,30 @@ def serialise(record: tuple, data: Mapping[str, Any], what: str) -> bytes:
         raise
 
 
+# Steps are stored as int64, and so is the run's next step: the largest step is
+# one below int64's largest value.
+MAX_STEP = 2**63 - 2
+
+
 def check_step(step: Any) -> int:
+    """A step as log() accepts it: an int (or an index-like number) in [0, MAX_STEP]."""
     if isinstance(step, bool) or not hasattr(step, "__index__"):
         raise TypeError(f"step must be a non-negative int, not {step!r}")
     step = step.__index__()
-    if step < 0:
-        raise ValueError(f"step must be a non-negative int, not {step}")
+    if not 0 <= step <= MAX_STEP:
+        raise ValueError(f"step must be a non-negative int up to 2**63 - 2, not {step}")
     return step
+
+
+def check_exit_code(code: Any) -> int | None:
+    """An exit code as finish() accepts it: None or an int that fits a stored int64."""
+    if code is None:
+        return None
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise TypeError(f"exit_code must be an int or None, not {code!r}")
+    if not -(2**63) <= code < 2**63:
+        raise ValueError(f"exit_code {code} is out of range")
+    return code
 
 
 def as_mapping(data: Any) -> dict[str, Any]:

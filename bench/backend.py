@@ -1,9 +1,12 @@
 """Benchmark of the service backend: start-up, log() cost, end-to-end throughput.
 
     python bench/backend.py [--steps 200000] [--repeat 3] [--start-method spawn]
+                            [--tree PATH [--tree PATH ...]]
 
 Each repetition is a fresh Python process (so start-up is measured cold and no
-state carries over); the table shows the median over repetitions of:
+state carries over), run with ``PYTHONPATH`` set to the source tree measured
+(the checkout holding this script, or each ``--tree``), whose ``mpbackend`` is
+byte-compiled first; the table shows the median over repetitions of:
 
 * import:      ``import mpbackend``
 * setup+init:  ``mpbackend.init()`` including starting the service process
@@ -14,19 +17,26 @@ state carries over); the table shows the median over repetitions of:
 * finish:      ``run.finish()`` after the loop
 * growth:      how much the training process grew during the loop: peak RSS
                (VmHWM) after the loop minus RSS after ``init()``, in MiB
+
+With ``--tree`` (repeatable) the same measurement runs for each source tree
+side by side, the repetitions interleaved (tree A rep 1, tree B rep 1, tree A
+rep 2, ...) so that machine noise hits every tree alike; the table then has one
+row per tree and N, followed by a second table of the spread of each figure
+over the repetitions (min-max), so that run-to-run noise shows. Without
+``--tree`` only the first table is printed, with no tree column.
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+
+from trees import cells, compile_tree, describe
 
 CHILD = textwrap.dedent("""
     import array, json, sys, time
@@ -59,28 +69,39 @@ CHILD = textwrap.dedent("""
     run.finish()
     t5 = time.perf_counter()
     reader = mpbackend.RunReader(run.dir)
+    loaded_from = mpbackend.__file__
     stored = reader.row_count()
     per_call = sorted(per_call)
     print(json.dumps({
         "import_s": t1 - t0, "init_s": t2 - t1, "loop_s": t4 - t3, "finish_s": t5 - t4,
         "log_p50_us": per_call[steps // 2] / 1e3, "log_p99_us": per_call[int(steps * .99)] / 1e3,
         "steps_per_s": steps / (t5 - t3), "stored": stored, "steps": steps,
-        "growth_mib": growth,
+        "growth_mib": growth, "file": loaded_from,
     }))
 """)
 
 
-def run_once(steps: int, method: str) -> dict:
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout
+
+# The figures of a row: result key, scale, format.
+FIGURES = (("import_s", 1e3, ".0f"), ("init_s", 1e3, ".0f"), ("log_p50_us", 1.0, ".2f"),
+           ("log_p99_us", 1.0, ".2f"), ("steps_per_s", 1.0, ",.0f"), ("finish_s", 1e3, ".0f"),
+           ("growth_mib", 1.0, ".1f"))
+
+
+def run_once(steps: int, method: str, tree: str = HERE) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run([sys.executable, "-c", CHILD, str(steps), method, tmp],
                              capture_output=True, text=True, timeout=600, cwd=tmp,
-                             env={**os.environ, "PYTHONPATH": os.path.dirname(
-                                 os.path.dirname(os.path.abspath(__file__)))})
+                             env={**os.environ, "PYTHONPATH": tree})
     if out.returncode != 0:
-        raise SystemExit(f"benchmark child failed:\n{out.stderr}")
+        raise SystemExit(f"benchmark child failed ({tree}):\n{out.stderr}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["stored"] != steps:
-        raise SystemExit(f"only {result['stored']} of {steps} rows stored")
+        raise SystemExit(f"only {result['stored']} of {steps} rows stored ({tree})")
+    if os.path.commonpath([os.path.realpath(result["file"]), os.path.realpath(tree)]) \
+            != os.path.realpath(tree):
+        raise SystemExit(f"the child imported {result['file']}, not the one in {tree}")
     return result
 
 
@@ -89,25 +110,44 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[20000, 200000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--start-method", default="spawn")
+    parser.add_argument("--tree", action="append", metavar="PATH",
+                        help="a source tree to measure (repeatable; default: this checkout); "
+                             "with it, one row per tree and a table of the spread")
     args = parser.parse_args()
-    # As pip does for an installed package (a checkout may run without .pyc files).
-    compileall.compile_dir(os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "mpbackend"), quiet=1)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-          f"start method {args.start_method}, {args.repeat} fresh processes per row, medians\n")
-    print("| steps | import ms | setup+init ms | log p50 us | log p99 us | steps/s "
-          "| finish ms | growth MiB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    trees = [os.path.abspath(t) for t in args.tree] if args.tree else [HERE]
+    for tree in trees:
+        compile_tree(tree)
+    header = (f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+              f"start method {args.start_method}, {args.repeat} fresh processes per row")
+    if not args.tree:
+        print(header + ", medians\n")
+        print("| steps | import ms | setup+init ms | log p50 us | log p99 us | steps/s "
+              "| finish ms | growth MiB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for steps in args.steps:
+            runs = [run_once(steps, args.start_method) for _ in range(args.repeat)]
+            print(f"| {steps} | {cells(runs, FIGURES)} |", flush=True)
+        return
+
+    print(header + " (the trees' repetitions interleaved)")
+    for label, tree in zip(args.tree, trees):
+        print(f"tree {label}: {describe(tree)}")
+    results: dict[int, list[list[dict]]] = {}
     for steps in args.steps:
-        runs = [run_once(steps, args.start_method) for _ in range(args.repeat)]
-
-        def med(key: str, scale: float = 1.0, runs: list = runs) -> float:
-            return statistics.median(r[key] for r in runs) * scale
-
-        print(f"| {steps} | {med('import_s', 1e3):.0f} | {med('init_s', 1e3):.0f} "
-              f"| {med('log_p50_us'):.2f} | {med('log_p99_us'):.2f} "
-              f"| {med('steps_per_s'):,.0f} | {med('finish_s', 1e3):.0f} "
-              f"| {med('growth_mib'):.1f} |", flush=True)
+        results[steps] = per_tree = [[] for _ in trees]
+        for rep in range(args.repeat):
+            for runs, label, tree in zip(per_tree, args.tree, trees):
+                print(f"  steps {steps}, rep {rep + 1}/{args.repeat}: {label}",
+                      file=sys.stderr, flush=True)
+                runs.append(run_once(steps, args.start_method, tree))
+    columns = ("| tree | steps | import ms | setup+init ms | log p50 us | log p99 us | steps/s "
+               "| finish ms | growth MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for title, spread in (("medians", False),
+                          (f"spread: min-max over the {args.repeat} repetitions", True)):
+        print(f"\n{title}\n\n{columns}")
+        for steps in args.steps:
+            for label, runs in zip(args.tree, results[steps]):
+                print(f"| {label} | {steps} | {cells(runs, FIGURES, spread)} |")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -71,6 +74,95 @@ def run_script(code: str, tmp_path, timeout: float = 60, env: dict | None = None
     full_env.update(env or {})
     return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+class Script:
+    """A training script in its own session; stdout and stderr go to files."""
+
+    def __init__(self, code: str, where: Path, name: str = "script.py",
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 pass_fds: tuple[int, ...] = ()) -> None:
+        where.mkdir(parents=True, exist_ok=True)
+        path = where / name
+        path.write_text(textwrap.dedent(code))
+        self.out = where / (name + ".out")
+        self.err = where / (name + ".err")
+        full_env = {**os.environ, "PYTHONPATH": ROOT, "MPBACKEND_DIR": str(where / "mpruns")}
+        full_env.update(env or {})
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, str(path), *args], cwd=where,
+                                         env=full_env, stdout=out, stderr=err,
+                                         start_new_session=True, pass_fds=pass_fds)
+        self.pgid = self.proc.pid
+
+    def lines(self) -> list[str]:
+        """Complete lines written so far."""
+        return self.out.read_text().split("\n")[:-1]
+
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+    def wait_line(self, prefix: str, timeout: float) -> str:
+        """The first line starting with ``prefix``, waited for at most ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.lines():
+                if line.startswith(prefix):
+                    return line
+            if self.proc.poll() is not None:
+                found = [ln for ln in self.lines() if ln.startswith(prefix)]
+                if found:
+                    return found[0]
+                raise AssertionError(f"the script ended (code {self.proc.returncode}) "
+                                     f"before printing {prefix!r}; stderr:\n{self.stderr()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {prefix!r} line within {timeout} s; "
+                                     f"stderr:\n{self.stderr()}")
+            time.sleep(0.005)
+
+    def outcome(self, timeout: float) -> dict:
+        """Wait for the script to end (killed after ``timeout``); its result line."""
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            self.kill_group()
+        assert self.proc.returncode == 0, self.stderr()
+        return self.result()
+
+    def result(self, timeout: float = 0.0) -> dict:
+        """The script's ``RESULT`` line as JSON; waited for up to ``timeout`` s."""
+        if timeout > 0:
+            return json.loads(self.wait_line(RESULT, timeout)[len(RESULT):])
+        for line in self.lines():
+            if line.startswith(RESULT):
+                return json.loads(line[len(RESULT):])
+        raise AssertionError(f"no result line (code {self.proc.returncode}); stdout:\n"
+                             f"{self.out.read_text()}\nstderr:\n{self.stderr()}")
+
+    def wait(self, timeout: float) -> int:
+        """The script's exit code, once it ends (AssertionError after ``timeout`` s)."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the script did not end within {timeout} s; "
+                                 f"stderr:\n{self.stderr()}") from None
+
+    def flushed(self) -> int:
+        """The count printed by the last completed ``FLUSHED <n>`` line, or 0."""
+        counts = [int(m.group(1)) for m in map(re.compile(r"FLUSHED (\d+)").match,
+                                                self.lines()) if m]
+        return max(counts, default=0)
+
+    def kill_group(self) -> None:
+        """SIGKILL everything left in the script's process group and reap the script."""
+        try:
+            os.killpg(self.pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import decimal
-import json
 import logging
 import math
 import mmap
@@ -34,9 +33,7 @@ import signal
 import stat
 import struct
 import subprocess
-import sys
 import tempfile
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -45,7 +42,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
-from conftest import ROOT
+from conftest import Script
 from conftest import exited as _exited
 from conftest import stored as _stored
 from conftest import wait_for as _wait_for
@@ -81,84 +78,6 @@ def _assert_rows_are_i_by_step(history: list[dict]) -> None:
             if row.get("i") != row["_step"] or set(row) != {"_step", "i", "_runtime",
                                                              "_timestamp"}]
     assert not torn, torn[:5]
-
-
-class Script:
-    """A training script in its own session; stdout and stderr go to files."""
-
-    def __init__(self, code: str, where: Path, name: str = "script.py",
-                 args: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 pass_fds: tuple[int, ...] = ()) -> None:
-        where.mkdir(parents=True, exist_ok=True)
-        path = where / name
-        path.write_text(textwrap.dedent(code))
-        self.out = where / (name + ".out")
-        self.err = where / (name + ".err")
-        full_env = {**os.environ, "PYTHONPATH": ROOT, "MPBACKEND_DIR": str(where / "mpruns")}
-        full_env.update(env or {})
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, str(path), *args], cwd=where,
-                                         env=full_env, stdout=out, stderr=err,
-                                         start_new_session=True, pass_fds=pass_fds)
-        self.pgid = self.proc.pid
-
-    def lines(self) -> list[str]:
-        """Complete lines written so far."""
-        return self.out.read_text().split("\n")[:-1]
-
-    def stderr(self) -> str:
-        return self.err.read_text()
-
-    def wait_line(self, prefix: str, timeout: float) -> str:
-        """The first line starting with ``prefix``, waited for at most ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.lines():
-                if line.startswith(prefix):
-                    return line
-            if self.proc.poll() is not None:
-                found = [ln for ln in self.lines() if ln.startswith(prefix)]
-                if found:
-                    return found[0]
-                raise AssertionError(f"the script ended (code {self.proc.returncode}) "
-                                     f"before printing {prefix!r}; stderr:\n{self.stderr()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {prefix!r} line within {timeout} s; "
-                                     f"stderr:\n{self.stderr()}")
-            time.sleep(0.005)
-
-    def outcome(self, timeout: float) -> dict:
-        """Wait for the script to end (killed after ``timeout``); its result line."""
-        try:
-            self.proc.wait(timeout=timeout)
-        finally:
-            self.kill_group()
-        assert self.proc.returncode == 0, self.stderr()
-        return self.result()
-
-    def result(self) -> dict:
-        for line in self.lines():
-            if line.startswith(RESULT):
-                return json.loads(line[len(RESULT):])
-        raise AssertionError(f"no result line (code {self.proc.returncode}); stdout:\n"
-                             f"{self.out.read_text()}\nstderr:\n{self.stderr()}")
-
-    def flushed(self) -> int:
-        """The count printed by the last completed ``FLUSHED <n>`` line, or 0."""
-        counts = [int(m.group(1)) for m in map(re.compile(r"FLUSHED (\d+)").match,
-                                                self.lines()) if m]
-        return max(counts, default=0)
-
-    def kill_group(self) -> None:
-        """SIGKILL everything left in the script's process group and reap the script."""
-        try:
-            os.killpg(self.pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 # -- 1. SIGKILL of the training process at random moments ----------------------------

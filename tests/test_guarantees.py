@@ -538,3 +538,96 @@ def test_a_script_with_its_own_sigterm_handler_keeps_it(tmp_path):
     assert history[-1]["after"] == 1
     assert [row["i"] for row in history[:-1]] == list(range(len(history) - 1))
 
+
+
+PENDING_ACROSS_RESTART = """
+    import json, os, signal, time
+    import mpbackend
+
+    run = mpbackend.init(project="pend", settings={"quiet": True})
+    manager = mpbackend.setup().manager
+    for i in range(5):
+        run.log({"loss": float(i)}, step=i)  # wandb style: step 4 stays pending
+    run.log({"a": 1.0})  # merges into the pending row of step 4 and commits it
+    run.log({"b": 2.0}, commit=False)  # pending: the row of step 5
+    run.flush()
+    deadline = time.monotonic() + 10
+    while manager.interface.unacked() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the service reported everything committed: nothing to replay
+    old = manager.service.pid
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while manager.service.pid == old and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.log({"c": 3.0})  # completes the pending row of step 5
+    run.finish()
+    with mpbackend.RunReader(run.dir) as reader:
+        rows = [{k: v for k, v in r.items() if not k.startswith("_") or k == "_step"}
+                for r in reader.history()]
+    print("RESULT " + json.dumps({"rows": rows, "restarted": manager.service.pid != old}))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_pending_row_survives_a_service_restart(tmp_path):
+    """A row not committed yet when the service dies (``log(..., commit=False)``, or
+    ``step=``) is kept with the run's stored state at each commit, with the
+    replay mark, so the new service goes on with it: no step is lost."""
+    from conftest import Script
+
+    script = Script(PENDING_ACROSS_RESTART, tmp_path)
+    try:
+        out = script.outcome(80)
+    finally:
+        script.kill_group()
+    assert out["restarted"]
+    assert out["rows"] == [{"_step": i, "loss": float(i)} for i in range(4)] + [
+        {"_step": 4, "loss": 4.0, "a": 1.0}, {"_step": 5, "b": 2.0, "c": 3.0}], out["rows"]
+
+
+START_LOCK_AT_FORK = """
+    import json, os, threading, time
+    import mpbackend
+    from mpbackend.user import launcher
+    import mpbackend.user.init, mpbackend.user.manager, mpbackend.user.run  # no import in flight
+
+    held, release = threading.Event(), threading.Event()
+
+    def starting():  # a thread inside Service.launch, holding the start lock
+        with launcher._start_lock:
+            held.set()
+            release.wait(30)
+
+    threading.Thread(target=starting).start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        run = mpbackend.init(project="child", settings={"quiet": True})
+        run.log({"x": 1.0})
+        run.finish()
+        os._exit(0 if run.state == "finished" else 1)
+    deadline, code = time.monotonic() + 40, None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            break
+        time.sleep(0.05)
+    release.set()
+    print("RESULT " + json.dumps({"code": code}))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_child_forked_while_another_thread_starts_a_service_can_start_its_own(tmp_path):
+    """Fork hygiene of the launcher: its start lock is made anew in a forked child,
+    so a child forked while another thread of the parent held it starts its own
+    service instead of waiting for ever (the parent's thread still holds it)."""
+    from conftest import Script
+
+    script = Script(START_LOCK_AT_FORK, tmp_path)
+    try:
+        out = script.outcome(80)
+    finally:
+        script.kill_group()
+    assert out["code"] == 0, out

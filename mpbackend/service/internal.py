@@ -94,6 +94,20 @@ def _number(value: Any) -> bool:
     return (type(value) is int or type(value) is float) and value == value
 
 
+def _pending_from(stored: Any) -> dict[int, tuple[dict[str, Any], float, Any]]:
+    """The pending rows kept in a run's ``extra``, checked (nothing read is trusted)."""
+    pending: dict[int, tuple[dict[str, Any], float, Any]] = {}
+    if not isinstance(stored, dict):
+        return pending
+    for pid, entry in stored.items():
+        if (isinstance(pid, str) and pid.isdigit() and isinstance(entry, list)
+                and len(entry) == 3 and isinstance(entry[0], dict)
+                and isinstance(entry[1], (int, float)) and not isinstance(entry[1], bool)
+                and (entry[2] is None or type(entry[2]) is int)):
+            pending[int(pid)] = (dict(entry[0]), float(entry[1]), entry[2])
+    return pending
+
+
 class Metrics(MetricDefs):
     """One run's ``define_metric`` definitions and the min/max/mean/best aggregates
     they ask for, kept as committed rows arrive."""
@@ -223,7 +237,13 @@ class Internal:
         self.writer.time_base = self.runtime_before - self.start_time
         if resuming:
             self.writer.update_run(config=self.config)
+        # Each process's row not committed yet (log(step=) / commit=False). It is kept
+        # with the run's stored state at every commit, in the same transaction as the
+        # replay mark, so a new service after a restart goes on with it.
         self._pending: dict[int, tuple[dict[str, Any], float, Any]] = {}
+        self._pending_changed = False
+        if resuming and old["pid"] == self.owner_pid:  # the same process: a restart
+            self._pending = _pending_from(extra.get("pending"))
         self.dropped_steps = 0
         self.dropped_records = 0
         self.state = "running"
@@ -295,6 +315,7 @@ class Internal:
     def history(self, pid: int, worker: Any, data: dict[str, Any], step: int | None,
                 commit: bool | None, ts: float) -> str | None:
         """Apply one ``log()`` call; returns a warning for the user, or None."""
+        self._pending_changed = True
         if step is None and commit is None and not self._pending:
             if data:  # the common case: a row of its own, at the next step
                 self._commit_row(pid, worker, data, ts)
@@ -405,7 +426,9 @@ class Internal:
             "user_summary": self.user_summary, "last": self.last,
             "dropped_steps": self.dropped_steps, "dropped_records": self.dropped_records,
             "lost_rows": self.writer.lost_rows, "service_errors": self.errors,
-            "service_error_count": self.error_count})
+            "service_error_count": self.error_count,
+            "pending": {str(pid): [row, ts, worker]
+                        for pid, (row, ts, worker) in self._pending.items()}})
 
     # -- transactions ----------------------------------------------------
 
@@ -415,8 +438,9 @@ class Internal:
         ``mark``: the user process's last batch applied (token, number), stored
         with the rows, so a replay after a restart skips what is already here.
         """
-        if self.writer.rows_pending:
+        if self.writer.rows_pending or self._pending_changed:
             self._save_summary()
+            self._pending_changed = False
         if mark is not None:
             self.writer.mark = mark
         self.writer.commit()

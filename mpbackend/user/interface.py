@@ -171,6 +171,16 @@ def _worker_id() -> int | None:
 class Interface:
     """A process's connection to the service: publish, communicate, a bounded buffer."""
 
+    # Slots, not an instance dict: ``log()`` reads a handful of these on every call,
+    # and CPython shares an instance dict's keys (and specialises attribute reads)
+    # only up to 30 of them; past that every read here cost about twice as much.
+    __slots__ = ("__weakref__", "_batch", "_big", "_broken", "_closed", "_drop_policy",
+                 "_idle", "_in_flight", "_interval", "_limit", "_lock", "_now", "_pid", "_q",
+                 "_ready", "_rec_q", "_request_timeout", "_room", "_router", "_sender",
+                 "_sender_error", "_seq", "_space", "_token", "_unacked", "_unacked_bytes",
+                 "_unacked_lock", "_unsent", "dropped", "dropped_by", "service_pid",
+                 "settings")
+
     def __init__(self, rec_q: BatchQueue, router: Router | None, settings: Settings,
                  service_pid: int | None = None) -> None:
         self._rec_q = rec_q

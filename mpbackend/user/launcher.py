@@ -38,7 +38,15 @@ from ..shared.errors import ServiceError
 from ..shared.queues import BatchQueue, ReplyQueue
 from ..shared.settings import Settings
 
-_start_lock = threading.Lock()
+_start_lock = threading.Lock()  # one process start at a time (the main module is hidden)
+
+
+def _after_fork_in_child() -> None:
+    global _start_lock
+    _start_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager

@@ -78,3 +78,22 @@ def test_import_mpbackend_loads_no_side_until_a_name_is_used():
     everything = _loaded("from mpbackend import *")
     assert "mpbackend.user.init" in everything
     assert not any(name.startswith("mpbackend.service") for name in everything), everything
+
+
+def test_the_interface_keeps_its_attributes_in_slots():
+    """log() reads the Interface's attributes on every call: in slots those reads stay
+    fast however many it has (past 30 in an instance dict each read cost twice as much)."""
+    from mpbackend.user.interface import Interface
+
+    assert not hasattr(Interface.__new__(Interface), "__dict__")
+
+
+def test_format_value_cuts_strings_only_when_asked():
+    from mpbackend.read.format import format_value
+
+    long = "x" * 200
+    assert format_value(long) == long  # `mpbackend show` prints a dir or a note whole
+    assert format_value(long, 40) == "x" * 37 + "..."
+    assert format_value(list(range(100))).endswith("...")  # JSON is cut at JSON_WIDTH
+    assert format_value({"min": 0.1234567, "max": 2}) == "min 0.123457 max 2"
+    assert format_value(True) == "true" and format_value(None) == ""

@@ -115,3 +115,18 @@ def test_a_finish_in_the_middle_of_a_batch_stores_its_mark(spec):
     second, _ = _mux(spec, resume=True)
     assert second.streams["r1"].writer.stored_mark == (TOKEN, 0, 3)
     second._end_all("finished")
+
+
+def test_ending_every_run_goes_on_past_one_that_cannot_be_finished(spec, tmp_path):
+    """StreamMux._end_all (ManagerStop, the owner's death): a run whose finish fails
+    (its store is gone) is closed and reported, and the other runs still end."""
+    mux, _ = _mux(spec, resume=False)
+    other_dir = tmp_path / "p" / "r2"
+    other_dir.mkdir(parents=True)
+    mux._inform_init(m.InformInit({**spec, "id": "r2", "run_dir": str(other_dir)}))
+    mux._batch(_batch(0, _rows(0, 3)))
+    _die(mux)  # r1's store can no longer be written: its finish raises
+    mux._end_all("finished")
+    assert mux.streams == {}
+    with RunReader(str(other_dir)) as reader:
+        assert reader.info()["state"] == "finished"

@@ -85,12 +85,13 @@ def test_an_error_raised_in_the_service_carries_the_service_traceback(rundir):
 
 
 BAD_VALUE = """
-    import json, logging, sys
+    import json, logging, pickle, sys, time
     import mpbackend
+    from mpbackend.shared import messages as m
 
     class Stubborn:
-        # A value the training process accepts and pickles (by value: it lives in
-        # __main__), but whose conversion raises inside the service.
+        # A value whose conversion raises: log() and config make values plain at the
+        # call, so this raises there and never reaches the service.
         def __float__(self):
             raise RuntimeError("no float for you")
 
@@ -98,36 +99,51 @@ BAD_VALUE = """
     service = mpbackend.setup().manager.service.pid
     for i in range(50):
         run.log({"i": float(i)})
-    run.log({"bad": Stubborn()})
-    run.config.update({"odd": Stubborn()})
+    refused = []
+    for call in (lambda: run.log({"bad": Stubborn()}),
+                 lambda: run.config.update({"odd": Stubborn()})):
+        try:
+            call()
+        except TypeError as exc:
+            refused.append(str(exc))
+    # Records no client of ours makes (a client bug): a row that is not a dict and a
+    # config update that is not a mapping, sent through the real queue.
+    run._interface.put_row((m.HISTORY, run.id, ["not", "a", "dict"], None, None, time.time()))
+    run._interface.put(pickle.dumps((m.HISTORY_ANY, run.id, ["not", "a", "dict"], None,
+                                     None, time.time()), 5), run.id)
+    run._interface.put(pickle.dumps((m.CONFIG, run.id, 42), 5), run.id)
     for i in range(50, 100):
         run.log({"i": float(i)})
     run.finish()
     same = mpbackend.setup().manager.service.pid == service
-    print("RESULT " + json.dumps({"dir": run.dir, "state": run.state, "same_service": same}))
+    print("RESULT " + json.dumps({"dir": run.dir, "state": run.state, "same_service": same,
+                                  "refused": refused}))
 """
 
 
 @pytest.mark.timeout(90)
 def test_an_unexpected_error_in_the_service_is_stored_with_the_run_and_warned_once(tmp_path):
-    """A record the service fails on costs that record only: the service keeps going
-    (no restart, no replay loop), the error and its traceback are stored with
+    """A value whose conversion raises is refused at the call (TypeError naming the
+    key). A record the service fails on costs that record only: the service keeps
+    going (no restart, no replay loop), the error and its traceback are stored with
     the run (``extra["service_errors"]``), and the user sees one warning per kind,
     never a traceback from the service process."""
     proc = run_script(BAD_VALUE, tmp_path, timeout=80)
     assert proc.returncode == 0, proc.stderr
     out = result(proc)
     assert out["state"] == "finished"
-    assert out["same_service"], "the service died on the value and was restarted"
+    assert len(out["refused"]) == 2 and all("no float for you" in t for t in out["refused"])
+    assert "'bad'" in out["refused"][0]
+    assert out["same_service"], "the service died on a record and was restarted"
     info, history = stored(out["dir"])
     assert [r["i"] for r in history if "i" in r] == [float(i) for i in range(100)]
     assert info["state"] == "finished"
+    assert "odd" not in info["config"]
     errors = info["extra"]["service_errors"]
-    assert info["extra"]["service_error_count"] == 2
-    assert [("logged row" in e["error"]) for e in errors] == [True, False]
-    assert "config update" in errors[1]["error"]
+    assert info["extra"]["service_error_count"] == 3
+    assert [("logged row" in e["error"]) for e in errors] == [True, True, False]
+    assert "config update" in errors[2]["error"]
     for entry in errors:
-        assert "no float for you" in entry["error"]
         assert "Traceback (most recent call last)" in entry["traceback"]
     warnings = [line for line in proc.stderr.splitlines() if "failed in the mpbackend service"
                 in line]
@@ -144,16 +160,16 @@ SENDER_DIES = """
     for i in range(100):
         run.log({"i": float(i)})
     run.flush()
-    real = interface._pickle_dumps
+    real = interface._dumps_batch
 
-    def failing(obj, protocol):
+    def failing(obj):
         # Fault injection: the sender thread's pickling of a numbered batch raises.
         if (threading.current_thread().name == "mpbackend-sender" and type(obj) is tuple
                 and len(obj) == 5 and obj[3] >= 0):
             raise MemoryError("injected")
-        return real(obj, protocol)
+        return real(obj)
 
-    interface._pickle_dumps = failing
+    interface._dumps_batch = failing
     run.log({"i": 100.0})
     started = time.monotonic()
     run.flush()  # in the batch the sender dies on: still answered, not timed out

@@ -56,8 +56,10 @@ def _batch(seq: int, records: list) -> bytes:
 
 
 def _die(mux: StreamMux) -> None:
-    """The service dies: nothing after its last commit reaches the store."""
+    """The service dies: nothing after its last commit reaches the store, and the
+    kernel drops its lock on the run."""
     mux.streams["r1"].writer._conn.close()
+    mux.streams["r1"].writer.lock.close()
 
 
 def _stored(spec) -> list[float]:

@@ -32,62 +32,21 @@ Rows, config, summary and state reach the database when the StreamMux calls
 
 from __future__ import annotations
 
-import datetime
 import math
 import os
 import time
 import traceback
-from collections.abc import Mapping
 from typing import Any
 
 from ..shared import messages as m
 from ..shared.metrics import MetricDefs
-from ..shared.paths import db_path
+from ..shared.paths import db_path, make_dirs
+from ..store import files
+from ..store.files import RunLock
 from ..store.reader import RunReader
 from ..store.writer import RunWriter
 
-_SCALARS = (type(None), bool, int, float, str)
 MAX_ERRORS = 20  # unexpected service errors kept, with tracebacks, per run
-
-
-def plain(value: Any, depth: int = 0) -> Any:
-    """What the store keeps of a value the user sent: plain JSON-able data.
-
-    Builtin scalars stay as they are (subclasses become the builtin); mappings
-    and sequences are converted item by item; an object with ``__float__`` (a
-    class defined in a notebook, Decimal, Fraction) becomes its float, dates
-    their ISO text, and anything else its ``str()``. Nothing the service keeps
-    or sends back can then need the user's code to be read.
-    """
-    if type(value) in _SCALARS:
-        return value
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str.__str__(value)
-    if depth >= 128:  # above log()'s own limit of 64, which counts from the value
-        raise ValueError("value nested more than 128 levels deep")
-    if isinstance(value, Mapping):
-        return {plain(k) if isinstance(k, str) else str(k): plain(v, depth + 1)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v, depth + 1) for v in value]
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    if hasattr(value, "__float__"):
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            pass
-        else:
-            return number
-    return str(value)
 
 
 def _number(value: Any) -> bool:
@@ -192,8 +151,23 @@ class Internal:
         self.id: str = spec["id"]
         self.run_dir: str = spec["run_dir"]
         self.owner_pid: int = spec["pid"]
+        # One writer per run, across processes and machines: taken before the store
+        # is looked at, so two opens of one run cannot both find it new (or old).
+        make_dirs(self.run_dir)
+        files.check_links(self.run_dir)  # before the lock file is made in it
+        lock = RunLock(self.run_dir, self.id, self.owner_pid)
+        try:
+            self._open(spec, lock)
+        except BaseException:
+            lock.close()
+            raise
+
+    def _open(self, spec: dict[str, Any], lock: RunLock) -> None:
         resume = spec.get("resume")
-        exists = os.path.exists(db_path(self.run_dir))
+        path = db_path(self.run_dir)
+        if files.empty(path):  # killed while SQLite made it, by an older version
+            files.remove_empty(path)
+        exists = os.path.exists(path)
         if resume == "must" and not exists:
             raise FileNotFoundError(
                 f"resume='must' but run {self.id!r} does not exist in {self.run_dir}")
@@ -206,7 +180,7 @@ class Internal:
                 f"run {self.id!r} already exists in {self.run_dir}; pass resume='allow' "
                 "to continue it or choose another id")
         self.step = 0
-        self.config: dict[str, Any] = plain(dict(spec.get("config") or {}))
+        self.config: dict[str, Any] = dict(spec.get("config") or {})
         self.last: dict[str, Any] = {}
         self.user_summary: dict[str, Any] = {}
         self.metrics = Metrics()
@@ -233,7 +207,7 @@ class Internal:
             "tags": spec.get("tags") or [], "notes": spec.get("notes"),
             "run_group": spec.get("group"), "job_type": spec.get("job_type"),
             "host": spec.get("host"), "pid": self.owner_pid,
-        }, resume=resuming)
+        }, resume=resuming, lock=lock)
         self.writer.time_base = self.runtime_before - self.start_time
         if resuming:
             self.writer.update_run(config=self.config)
@@ -380,12 +354,12 @@ class Internal:
             self._commit_pending(pid)
 
     def update_config(self, data: dict[str, Any]) -> None:
-        self.config.update(plain(data))
+        self.config.update(data)
         self.writer.update_run(config=self.config)
 
     def update_summary(self, data: dict[str, Any], deleted: list[str]) -> None:
         """The user set (or deleted) summary keys; set keys stay until set again."""
-        self.user_summary.update(plain(data))
+        self.user_summary.update(data)
         for key in deleted:
             self.user_summary.pop(key, None)
             self.last.pop(key, None)
@@ -452,6 +426,14 @@ class Internal:
         for text in problems:
             self.note_error(text, "")
         return problems
+
+    def take_events(self) -> list[str]:
+        """What happened to the run's files since the last call (its database deleted
+        and written anew, say); each is also kept with the run."""
+        events, self.writer.events = self.writer.events, []
+        for text in events:
+            self.note_error(text, "")
+        return events
 
     def stored_through(self, token: str) -> tuple[int, int | None]:
         """How far the store holds this run's records of the process ``token``:

@@ -71,7 +71,7 @@ from ..shared.errors import StoreError, error_reply
 from ..shared.queues import BatchQueue, ReplyQueue
 from ..shared.settings import Settings
 from ..shared.version import __version__
-from .internal import Internal, plain
+from .internal import Internal
 
 log = logging.getLogger("mpbackend.service")
 
@@ -290,7 +290,7 @@ class StreamMux:
         resumed, failed = [], []
         for data in specs:
             try:
-                spec = pickle.loads(data)
+                spec = m.loads(data)
                 resumed.append(self._inform_init(m.InformInit(spec))["id"])
             except Exception as exc:
                 failed.append(f"a run could not be resumed in the new service: {exc!r}")
@@ -328,8 +328,7 @@ class StreamMux:
         for internal in self.streams.values():
             try:
                 internal.commit(mark)
-                for text in internal.take_problems():
-                    self._notice("unstorable:" + internal.id, f"run {internal.id}: {text}")
+                self._tell(internal)
             except StoreError as exc:
                 stored = False
                 self._notice("store:" + internal.id, f"run {internal.id}: {exc}")
@@ -351,7 +350,7 @@ class StreamMux:
         store already holds; a batch met again in rec_q after its replay is skipped.
         """
         try:
-            pid, worker, records, seq, token = pickle.loads(payload)
+            pid, worker, records, seq, token = m.loads(payload)
         except Exception as exc:
             self._notice("batch", f"a batch of records could not be read and was lost: {exc!r}")
             return
@@ -372,13 +371,22 @@ class StreamMux:
                 continue
             if type(record) is not tuple:  # pickled at the call: not a plain row
                 try:
-                    record = pickle.loads(record)
+                    record = m.loads(record)
                 except Exception as exc:
                     self._notice("record", f"a record could not be read in the service and "
                                  f"was lost (is the module of its values importable?): {exc!r}")
                     continue
             op = record[0]
             if op == m.HISTORY_FLOATS or op == m.HISTORY:
+                if len(record) != 6 or type(record[2]) is not dict:
+                    # No client of ours sends this; refused before it touches a run,
+                    # so that it cannot spoil the rows stored with it.
+                    try:
+                        raise TypeError(f"a malformed row record: {record!r:.200}")
+                    except TypeError as exc:
+                        self._unexpected(record[1] if len(record) > 1 else None,
+                                         "a logged row", exc, traceback.format_exc())
+                    continue
                 run = runs.get(record[1])
                 if run is None:
                     runs[record[1]] = [record]
@@ -422,7 +430,7 @@ class StreamMux:
         for index, record in enumerate(records):
             if type(record) is not tuple:
                 try:
-                    record = pickle.loads(record)
+                    record = m.loads(record)
                 except Exception:
                     kept.append(None)  # reported when it was first read
                     continue
@@ -458,12 +466,10 @@ class StreamMux:
         self._rows(pid, worker, [record])
 
     def _history_any(self, pid: int, worker: Any, record: tuple) -> None:
-        try:
-            data = plain(record[2])
-        except (ValueError, RecursionError) as exc:
-            self._notice("value:" + record[1], f"a logged row could not be stored: {exc}")
-            return
-        self._history(pid, worker, (*record[:2], data, *record[3:]))
+        # Its values were made plain by log() (user.values.convert), in the caller.
+        if len(record) != 6 or type(record[2]) is not dict:
+            raise TypeError(f"a malformed row record: {record!r:.200}")
+        self._history(pid, worker, record)
 
     def _config(self, pid: int, worker: Any, record: tuple) -> None:
         internal = self._stream(record[1])
@@ -515,8 +521,20 @@ class StreamMux:
             raise KeyError(f"run {stream!r} is not open")
         return internal
 
+    def _tell(self, internal: Internal) -> None:
+        """Warn the user of rows the store could not take and of what happened to the
+        run's files (after a commit, before the reply to a flush or finish)."""
+        for text in internal.take_problems():
+            self._notice("unstorable:" + internal.id, f"run {internal.id}: {text}")
+        for text in internal.take_events():
+            self._notice("files:" + internal.id, f"run {internal.id}: {text}", limit=5)
+
     def _flush(self, msg: m.Flush) -> dict[str, Any]:
-        return self._open(msg.stream).flush(self.applied)
+        internal = self._open(msg.stream)
+        try:
+            return internal.flush(self.applied)
+        finally:
+            self._tell(internal)
 
     def _get_summary(self, msg: m.GetSummary) -> dict[str, Any]:
         internal = self._open(msg.stream)
@@ -528,7 +546,9 @@ class StreamMux:
         try:
             if self.system is not None:
                 self.system.closing(internal)
-            return internal.finish(state, exit_code, dropped, self.applied)
+            reply = internal.finish(state, exit_code, dropped, self.applied)
+            self._tell(internal)
+            return reply
         except Exception as exc:
             if not isinstance(exc, StoreError):
                 self._unexpected(stream, "finishing the run", exc, traceback.format_exc(),

@@ -67,6 +67,7 @@ REMOTE_ERRORS: dict[str, type[Exception]] = {
                  "TypeError", "KeyError", "RuntimeError")
 }
 REMOTE_ERRORS["StoreError"] = StoreError
+REMOTE_ERRORS["UsageError"] = UsageError
 
 
 def error_reply(exc: BaseException) -> tuple[str, str, str]:

@@ -37,6 +37,11 @@ then ``Response`` (one per request, matched by uuid) and ``Notice`` (a warning
 for the user). Only standard types travel on rsp_q, so the router never needs
 to import user code.
 
+Both queues are read with ``loads``, which resolves no global but the message
+types below and the builtin ``str`` (a ``str`` subclass key goes as ``str(text)``):
+what crosses a queue is data, so reading it runs no one's code, and a record
+that is anything else is refused where it is read instead of being executed.
+
     step         request            reply value
     [1]/[2]      (process start)    Ready(pid, version)
     [3]/[4]      EnsureUp           {"pid", "version"}
@@ -50,6 +55,8 @@ to import user code.
 
 from __future__ import annotations
 
+import io
+import pickle
 from typing import Any, NamedTuple
 
 HISTORY = 0
@@ -132,3 +139,30 @@ class Notice(NamedTuple):
 
     level: str
     text: str
+
+
+# What ``loads`` resolves: the request and reply types, and ``str`` (see ``loads``).
+_GLOBALS = {("builtins", "str"): str}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        found = _GLOBALS.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"refused {module}.{name}: only plain data and "
+                                         "mpbackend's messages cross the queues")
+        return found
+
+
+def loads(data: bytes) -> Any:
+    """Unpickle what crossed a queue: plain data and the NamedTuples above, nothing else.
+
+    Raises ``pickle.UnpicklingError`` for a pickle that names any other global
+    (a user's class, ``os.system``), before any of it is called.
+    """
+    return _DataUnpickler(io.BytesIO(data)).load()
+
+
+_GLOBALS.update({(__name__, cls.__name__): cls for cls in (
+    EnsureUp, InformInit, Flush, GetSummary, InformFinish, ManagerStop, ManagerPoll, Ready,
+    Response, Committed, Notice)})

@@ -19,6 +19,7 @@ memory meanwhile, older ones are dropped and counted (``lost_rows``).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from array import array
@@ -28,6 +29,8 @@ from typing import Any, cast
 
 from ..shared.errors import StoreError
 from ..shared.paths import db_path, make_dirs
+from . import files
+from .files import RunLock
 from .schema import (
     CHUNK_ROWS,
     JSON_FIELDS,
@@ -148,23 +151,31 @@ def _parse_mark(text: str, path: str) -> tuple[str, int, int | None]:
 class RunWriter:
     """The service's handle on one run database; not thread-safe, one per run."""
 
-    def __init__(self, run_dir: str, run: dict[str, Any], resume: bool) -> None:
+    def __init__(self, run_dir: str, run: dict[str, Any], resume: bool,
+                 lock: RunLock | None = None) -> None:
         """Open (or create) the database in ``run_dir`` and write the run's row.
 
         ``run`` holds the run table's fields; on ``resume`` an existing row is
         updated (state back to running) and history continues after its chunks.
+        ``lock`` (``files.RunLock``, taken by the caller) is released by ``close``.
         """
+        self.run_dir = run_dir
         self.path = db_path(run_dir)
+        self.lock = lock
+        # Things to tell the user about the run's files (see _check_file), not yet told.
+        self.events: list[str] = []
+        self._gone_told = False
         try:
             make_dirs(run_dir)
-            self._conn = connect(self.path, readonly=False)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-            self._conn.executescript(SCHEMA)
+            files.check_links(run_dir)
+            if not os.path.exists(self.path):
+                files.create(self.path, _build, _writer_connection)
+            self._conn = _writer_connection(self.path)
+            self._conn.executescript(SCHEMA)  # a table newer than the file is added
             self._check_schema()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot write the run database {self.path}: {exc}") from exc
+        self._ident = files.identity(self.path)
         now = time.time()
         row = {f: run.get(f) for f in RUN_FIELDS}
         row.update(state="running", updated_at=now)
@@ -207,9 +218,48 @@ class RunWriter:
         found = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if found is None:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(found[0]) != SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {found[0]}, "
+        elif found[0] != str(SCHEMA_VERSION):
+            raise StoreError(f"{self.path} has schema version {found[0]!r}, "
                              f"this mpbackend writes version {SCHEMA_VERSION}")
+
+    def _check_file(self) -> None:
+        """Before a commit: is ``run.db`` still the file this writer has open?
+
+        If the run directory (or the file) was deleted while the run is live,
+        the open database still holds every row: it is copied to a new
+        ``run.db`` (SQLite's backup, built whole by ``files.create``), which this
+        writer then goes on with, and the user is told once. If another file
+        now stands at the path (another run made there since), it is not
+        touched: the user is told that this run's rows go to a file no one can
+        read.
+        """
+        now = files.identity(self.path)
+        if now == self._ident:
+            return
+        if now is not None:
+            if not self._gone_told:
+                self._gone_told = True
+                self.events.append(f"{self.path} was replaced by another file while the run "
+                                   "was live; this run's rows from now on are not kept")
+            return
+        try:
+            make_dirs(self.run_dir)
+            files.check_links(self.run_dir)
+            old = self._conn
+            files.create(self.path, old.backup, _writer_connection)
+            self._conn = _writer_connection(self.path)
+            old.close()
+            self._ident = files.identity(self.path)
+            if self.lock is not None:
+                self.lock.retake()
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            if not self._gone_told:
+                self._gone_told = True
+                self.events.append(f"{self.path} was deleted while the run was live and "
+                                   f"could not be written anew ({exc}); its rows are not kept")
+            return
+        self.events.append(f"{self.path} was deleted while the run was live; it was written "
+                           "anew from the open database, with every row stored so far")
 
     def append(self, step: int, row: dict[str, Any]) -> None:
         """Add one committed history row (``_step`` is ``step``; not in ``row``).
@@ -270,6 +320,7 @@ class RunWriter:
         chunk's new rows are written as one more part. On failure nothing changes
         here, so the next commit tries again with the same rows.
         """
+        self._check_file()
         if not self.dirty:
             return
         next_number = self._next
@@ -390,8 +441,25 @@ class RunWriter:
                              [(ts, runtime, to_json(data)) for ts, runtime, data in rows])
 
     def close(self) -> None:
-        """Commit what is left and close the database."""
+        """Commit what is left, close the database, release the run's lock."""
         try:
             self.commit()
         finally:
             self._conn.close()
+            if self.lock is not None:
+                self.lock.close()
+
+
+def _writer_connection(path: str) -> sqlite3.Connection:
+    """The service's connection to a run database: WAL, a small page cache."""
+    conn = connect(path, readonly=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+    return conn
+
+
+def _build(conn: sqlite3.Connection) -> None:
+    """A new database's tables and schema version (``files.create`` renames it in place)."""
+    conn.executescript(SCHEMA)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))

@@ -24,6 +24,7 @@ from ..shared.settings import Settings
 from .config import Config
 from .run import DisabledRun, Run, make_current
 from .setup import setup
+from .values import check_text
 
 MODES = ("online", "offline", "disabled")
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -86,6 +87,14 @@ def init(project: str | None = None, name: str | None = None, id: str | None = N
     if tags is not None and (isinstance(tags, str) or
                              not all(isinstance(t, str) for t in tags)):
         raise TypeError(f"tags must be a list of str, not {tags!r}")
+    for what, text in (("name", name), ("notes", notes), ("group", group),
+                       ("job_type", job_type), *(("a tag", t) for t in tags or ())):
+        if text is not None:
+            if not isinstance(text, str):
+                raise TypeError(f"{what} must be a str or None, not {text!r}")
+            check_text(text, f"init(): {what}")
+    name, notes, group, job_type = (None if t is None else str.__str__(t)
+                                    for t in (name, notes, group, job_type))
     run_dir = os.path.join(os.path.abspath(settings.dir), project, run_id)
     spec: dict[str, Any] = {
         "id": run_id, "project": project, "name": name, "run_dir": run_dir,

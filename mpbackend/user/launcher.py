@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import pickle
 import sys
 import threading
 import time
@@ -132,7 +131,7 @@ class Service:
             ready = wait([rsp_q.reader, process.sentinel], timeout=max(left, 0))
             if rsp_q.reader in ready:
                 try:
-                    message = pickle.loads(rsp_q.get_bytes())
+                    message = m.loads(rsp_q.get_bytes())
                 except (EOFError, OSError):
                     message = None
                 if isinstance(message, m.Ready):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import pickle
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import wait
@@ -137,7 +136,7 @@ class Router:
                 data = self._rsp_q.get_bytes()
             except (EOFError, OSError) as exc:  # the pipe itself: the service's end closed
                 raise _Closed() from exc
-            self._dispatch(pickle.loads(data))
+            self._dispatch(m.loads(data))
 
     def _dispatch(self, message: object) -> None:
         if isinstance(message, m.Response):

@@ -38,9 +38,9 @@ from .values import (
     MAX_STEP,
     NUMBERS,
     PLAIN,
-    STR,
     check_exit_code,
     check_step,
+    learn_keys,
     normalize,
     serialise,
 )
@@ -82,6 +82,7 @@ class Run:
         self._owner_pid = os.getpid() if owner_pid is None else owner_pid
         self._settings = settings
         self._max_array = settings.max_array_size
+        self._keys: set[str] = set()  # log() keys checked once (values.learn_keys)
         self._spec = spec
         self._quiet = bool(settings.quiet)  # no end summary (mpbackend.read.end_summary)
         self.id: str = reply["id"]
@@ -187,10 +188,12 @@ class Run:
             raise UsageError(f"run {self.id} is {self.state}; log() needs a running run")
         if step is not None and (type(step) is not int or not 0 <= step <= MAX_STEP):
             step = check_step(step)
-        if type(data) is dict and STR.issuperset(map(type, data)) and "" not in data:
-            # Builtin str keys and numbers: nothing the pickler can fail on, nothing
-            # that can change after a shallow copy. The sender thread pickles the
-            # row with the rest of its batch.
+        if type(data) is dict and (self._keys.issuperset(data)
+                                   or learn_keys(data, self._keys)):
+            # Keys checked before (builtin, storable str; a str subclass equal to one
+            # is sent as a plain str by the sender) and numbers: nothing the pickler
+            # can fail on, nothing that can change after a shallow copy. The sender
+            # thread pickles the row with the rest of its batch.
             if FLOATS.issuperset(map(type, data.values())):
                 self._interface.put_row((_HISTORY_FLOATS, self.id, data.copy(), step, commit,
                                          _time()))
@@ -198,15 +201,15 @@ class Run:
             if NUMBERS.issuperset(map(type, data.values())):
                 self._interface.put_row((_HISTORY, self.id, data.copy(), step, commit, _time()))
                 return
-        if (type(data) is dict and PLAIN.issuperset(map(type, data.values()))
-                and STR.issuperset(map(type, data)) and "" not in data):
-            # Strings too: the C pickler cannot fail on them or refer to __main__;
-            # pickled here so that a long text counts its size against the buffer.
-            record = _pickle_dumps((m.HISTORY, self.id, data, step, commit, time.time()), 5)
-        else:
-            data = normalize(data, self._max_array)
-            record = serialise((m.HISTORY_ANY, self.id, data, step, commit, time.time()),
-                                data, "log()")
+            if PLAIN.issuperset(map(type, data.values())):
+                # Strings too: the C pickler cannot fail on them or refer to __main__;
+                # pickled here so that a long text counts its size against the buffer.
+                self._interface.put(_pickle_dumps(
+                    (m.HISTORY, self.id, data, step, commit, time.time()), 5), self.id)
+                return
+        data = normalize(data, self._max_array)
+        record = serialise((m.HISTORY_ANY, self.id, data, step, commit, time.time()),
+                           data, "log()")
         self._interface.put(record, self.id)
 
     def define_metric(self, name: str, step_metric: str | None = None,

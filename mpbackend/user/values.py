@@ -13,6 +13,7 @@ keys; open files and bytes are refused.
 
 from __future__ import annotations
 
+import datetime
 import io
 from collections.abc import Mapping
 from typing import Any
@@ -26,33 +27,67 @@ FLOATS = frozenset({float})
 STR = frozenset({str})
 
 
+# Keys log() sets itself on every row: a user's value under them is refused.
+RESERVED = frozenset({"_step", "_runtime", "_timestamp"})
+
+
+def check_text(text: str, what: str) -> str:
+    """``text`` (a key, a name) as the store can keep it: UTF-8 encodable, else ValueError.
+
+    A lone surrogate (``"k\\ud800"``, from a badly decoded file name) has no UTF-8
+    form, so SQLite cannot store it as text.
+    """
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{what} {text!r} cannot be stored: it holds a lone surrogate "
+                             f"({exc.reason} at {exc.start})") from None
+    return text
+
+
 def convert(value: Any, limit: int, depth: int = 0) -> Any:
-    """A value as it is sent: numpy/torch scalars become numbers, arrays lists."""
-    if type(value) in PLAIN:
+    """A value as it is sent: plain data only, made here, in the caller's thread.
+
+    Builtin scalars stay (subclasses become the builtin); numpy and torch
+    scalars become numbers, arrays lists; mappings and sequences are converted
+    item by item; dates become ISO text; any other object its float (if it has
+    ``__float__``, as Decimal and Fraction do) or its ``str()``. The service
+    never sees a user's object, so it never runs a user's ``__float__``,
+    ``__str__`` or ``__reduce__``: one that raises, raises here (TypeError, naming
+    the key), and one that blocks, blocks the caller, not the service.
+    """
+    kind = type(value)
+    if kind in PLAIN:
         return value
     if isinstance(value, io.IOBase):
         raise TypeError(f"an open file ({value!r}) cannot be logged; log its name or "
                         "contents instead")
     if isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError("bytes cannot be logged as a value; decode them to a str first")
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, float):  # also numpy.float64, a float subclass
+        return float.__float__(value)
+    if isinstance(value, int):  # an IntEnum member
+        return int.__int__(value)
+    if isinstance(value, str):  # a StrEnum member
+        return str.__str__(value)
+    if depth >= 64:
+        raise ValueError("lists or dicts nested more than 64 deep (or containing themselves)")
+    if isinstance(value, (list, tuple, set, frozenset)):
         if len(value) > limit:
             raise ValueError(f"a list of {len(value)} items is over the limit of {limit} "
                              "(Settings.max_array_size)")
-        if depth >= 64:
-            raise ValueError("lists or dicts nested more than 64 deep (or containing "
-                             "themselves)")
         return [convert(v, limit, depth + 1) for v in value]
     if isinstance(value, Mapping):
-        if depth >= 64:
-            raise ValueError("lists or dicts nested more than 64 deep (or containing "
-                             "themselves)")
-        return {k if isinstance(k, str) else str(k): convert(v, limit, depth + 1)
-                for k, v in value.items()}
+        return {str.__str__(k) if isinstance(k, str) else _text(k):
+                convert(v, limit, depth + 1) for k, v in value.items()}
     shape = getattr(value, "shape", None)
     if shape is not None and hasattr(value, "tolist"):
         if len(shape) == 0:
-            return value.item()  # numpy scalar, 0-d array or tensor
+            item = value.item()  # numpy scalar, 0-d array or tensor
+            return item if type(item) in PLAIN else convert(item, limit, depth + 1)
         numel = getattr(value, "numel", None)
         size = numel() if callable(numel) else getattr(value, "size", 0)
         if size > limit:
@@ -60,8 +95,31 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
                              "(Settings.max_array_size); log a summary of it instead")
         if hasattr(value, "detach"):
             value = value.detach().cpu()
-        return value.tolist()
-    return value
+        items = value.tolist()
+        if getattr(getattr(value, "dtype", None), "kind", "f") in "fiub":
+            return items  # numbers (a torch dtype has no kind: its tolist() is numbers)
+        return convert(items, limit, depth + 1)  # object, str or datetime64 arrays
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    # Anything else must at least be something a process could be sent (a lock, a
+    # generator or a file open for writing is not data), then goes as a number or text.
+    dumps(value)
+    if hasattr(value, "__float__"):
+        try:
+            return float(value)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        except Exception as exc:
+            raise TypeError(f"float() of the {kind.__name__} raised {exc!r}") from None
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    """``str(value)`` as a plain str; TypeError if the object's ``__str__`` raises."""
+    try:
+        return str.__str__(str(value))
+    except Exception as exc:
+        raise TypeError(f"str() of the {type(value).__name__} raised {exc!r}") from None
 
 
 def flatten(prefix: str, value: Mapping, out: dict[str, Any], limit: int,
@@ -78,6 +136,10 @@ def flatten(prefix: str, value: Mapping, out: dict[str, Any], limit: int,
         key = str.__str__(key)  # a str subclass (an Enum member) sends as its text
         if not key:
             raise ValueError(f"log() keys must not be empty (in {prefix or 'the top level'!r})")
+        check_text(key, "log(): the key")
+        if not prefix and key in RESERVED:
+            raise ValueError(f"log(): the key {key!r} is set by mpbackend on every row; "
+                             "give the step as log(..., step=N), or use another name")
         if isinstance(item, Mapping):
             flatten(f"{prefix}{key}.", item, out, limit, path)
             continue
@@ -86,6 +148,21 @@ def flatten(prefix: str, value: Mapping, out: dict[str, Any], limit: int,
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"log(): the value of {prefix + key!r} cannot be sent: {exc}"
                             ) from None
+
+
+def learn_keys(data: dict, known: set[str]) -> bool:
+    """Add ``data``'s keys to ``known`` (a run's keys checked before) if each is a
+    builtin, non-empty, storable, unreserved ``str``; False (and nothing added) if not."""
+    for key in data:
+        if type(key) is not str or not key or key in RESERVED:
+            return False
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    known.update(data)
+    return True
 
 
 def normalize(data: Any, limit: int) -> dict[str, Any]:

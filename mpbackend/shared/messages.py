@@ -142,7 +142,7 @@ class Notice(NamedTuple):
 
 
 # What ``loads`` resolves: the request and reply types, and ``str`` (see ``loads``).
-_GLOBALS = {("builtins", "str"): str}
+_GLOBALS: dict[tuple[str, str], type] = {("builtins", "str"): str}
 
 
 class _DataUnpickler(pickle.Unpickler):

@@ -78,11 +78,11 @@ class RunLock:
         except OSError as exc:
             os.close(fd)
             raise StoreError(f"cannot lock the run {path}: {exc}") from exc
-        holder = json.dumps({"pid": self.owner_pid, "host": socket.gethostname(),
-                             "service_pid": os.getpid()}).encode()
+        label = json.dumps({"pid": self.owner_pid, "host": socket.gethostname(),
+                            "service_pid": os.getpid()}).encode()
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, holder, 0)
+            os.pwrite(fd, label, 0)
         except OSError:
             pass  # the lock holds without its label; only the error message loses it
         self._fd, self._key = fd, key

@@ -165,17 +165,6 @@ class RunWriter:
         # Things to tell the user about the run's files (see _check_file), not yet told.
         self.events: list[str] = []
         self._gone_told = False
-        try:
-            make_dirs(run_dir)
-            files.check_links(run_dir)
-            if not os.path.exists(self.path):
-                files.create(self.path, _build, _writer_connection)
-            self._conn = _writer_connection(self.path)
-            self._conn.executescript(SCHEMA)  # a table newer than the file is added
-            self._check_schema()
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot write the run database {self.path}: {exc}") from exc
-        self._ident = files.identity(self.path)
         now = time.time()
         row = {f: run.get(f) for f in RUN_FIELDS}
         row.update(state="running", updated_at=now)
@@ -183,6 +172,29 @@ class RunWriter:
         row["step"] = row["step"] or 0
         for f in JSON_FIELDS:
             row[f] = to_json(row[f] if row[f] is not None else ([] if f == "tags" else {}))
+        insert = (f"INSERT INTO run ({','.join(RUN_FIELDS)}) VALUES "
+                  f"({','.join('?' * len(RUN_FIELDS))})")
+        values = [row[f] for f in RUN_FIELDS]
+
+        def build(conn: sqlite3.Connection) -> None:
+            """A new database: tables, schema version and the run's row, whole."""
+            conn.executescript(SCHEMA)
+            with transaction(conn, self.path):
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+                conn.execute(insert, values)
+
+        try:
+            make_dirs(run_dir)
+            files.check_links(run_dir)
+            if not os.path.exists(self.path):
+                files.create(self.path, build, _writer_connection)
+            self._conn = _writer_connection(self.path)
+            self._conn.executescript(SCHEMA)  # a table newer than the file is added
+            self._check_schema()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot write the run database {self.path}: {exc}") from exc
+        self._ident = files.identity(self.path)
         conn = self._conn
         with transaction(conn, self.path):
             if resume and conn.execute("SELECT 1 FROM run").fetchone():
@@ -190,9 +202,7 @@ class RunWriter:
                              "exit_code=NULL", (now, row["pid"]))
             else:
                 conn.execute("DELETE FROM run")
-                conn.execute(f"INSERT INTO run ({','.join(RUN_FIELDS)}) VALUES "
-                             f"({','.join('?' * len(RUN_FIELDS))})",
-                             [row[f] for f in RUN_FIELDS])
+                conn.execute(insert, values)
         last = conn.execute("SELECT MAX(chunk) FROM history_chunk").fetchone()[0]
         self._next = 0 if last is None else last + 1
         self._open = _Chunk()
@@ -458,8 +468,3 @@ def _writer_connection(path: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     return conn
 
-
-def _build(conn: sqlite3.Connection) -> None:
-    """A new database's tables and schema version (``files.create`` renames it in place)."""
-    conn.executescript(SCHEMA)
-    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))

@@ -200,8 +200,8 @@ class Interface:
                  "_idle", "_in_flight", "_interval", "_limit", "_lock", "_now", "_pid", "_q",
                  "_ready", "_rec_q", "_request_timeout", "_room", "_router", "_sender",
                  "_sender_error", "_seq", "_space", "_token", "_unacked", "_unacked_bytes",
-                 "_unacked_lock", "_unsent", "dropped", "dropped_by", "service_pid",
-                 "settings")
+                 "_unacked_lock", "_unsent", "_waking", "dropped", "dropped_by",
+                 "service_pid", "settings")
 
     def __init__(self, rec_q: BatchQueue, router: Router | None, settings: Settings,
                  service_pid: int | None = None) -> None:
@@ -220,7 +220,10 @@ class Interface:
     def _reset(self) -> None:
         """Fresh per-process state (at creation and in a forked child)."""
         self._pid = os.getpid()
-        self._lock = threading.Lock()
+        # Re-entrant: log() from a signal handler (a SIGALRM progress hook) runs in a
+        # thread that may be inside this lock already, between two of its bytecodes.
+        self._lock = threading.RLock()
+        self._waking: set[int] = set()  # threads inside _wake
         self._space = threading.Condition(self._lock)
         self._q: collections.deque[bytes | tuple] = collections.deque()
         self._big = 0  # bytes of buffered records larger than SMALL
@@ -300,7 +303,7 @@ class Interface:
         and counted as SMALL bytes against the bound; anything else takes the
         locked path, which also blocks or drops when the buffer is full.
         """
-        if len(data) > SMALL or len(self._q) >= self._room:
+        if len(data) > SMALL or len(self._q) >= self._room or self._waking:
             self._put_slow(data, False, stream)
             return
         self._push(data)
@@ -314,7 +317,7 @@ class Interface:
         thread pickles it later, together with the rest of its batch. A row of at
         most ``SMALL // ROW_KEY_BYTES`` keys goes lock-free, counted as SMALL bytes.
         """
-        if len(record[2]) > SMALL_ROW or len(self._q) >= self._room:
+        if len(record[2]) > SMALL_ROW or len(self._q) >= self._room or self._waking:
             self._put_slow(record, False, record[1])
             return
         self._push(record)
@@ -325,9 +328,29 @@ class Interface:
         q.append(item)
         if self._idle:
             self._idle = False
-            self._ready.set()
+            self._wake(self._ready)
         elif len(q) == self._batch:  # once, as the batch fills
-            self._now.set()
+            self._wake(self._now)
+
+    def _wake(self, event: threading.Event) -> None:
+        """Set ``event``; meanwhile a ``log()`` in this thread only appends (see below).
+
+        A signal handler runs in the main thread between two bytecodes, possibly
+        inside ``Event.set``, which holds the event's own (non-reentrant) lock: a
+        ``log()`` there that set the event again would wait for itself for ever.
+        While this thread is in here its records go to the deque only, and the
+        sender finds them at its next look (at most ``send_interval``, or 0.1 s
+        when idle).
+        """
+        me = threading.get_ident()
+        waking = self._waking
+        if me in waking:  # re-entered (a handler's drain): the interrupted call sets it
+            return
+        waking.add(me)
+        try:
+            event.set()
+        finally:
+            waking.discard(me)
 
     def _full(self, size: int) -> bool:
         q = self._q
@@ -347,6 +370,9 @@ class Interface:
         instead of being dropped, and is written by this thread (within
         ``timeout``) once the sender is dead.
         """
+        if self._waking and threading.get_ident() in self._waking and not urgent:
+            self._q.append(data)  # a signal handler's log() inside our own _wake
+            return
         size = _size(data)
         try:
             with self._lock:
@@ -355,7 +381,7 @@ class Interface:
                     return
                 if self._sender is None:
                     self._start_sender()
-                if self._full(size) and not self._make_room(size, urgent, stream):
+                if self._full(size) and not self._make_room(size, urgent, stream, timeout):
                     return
                 if size > SMALL:
                     self._big += size
@@ -364,9 +390,9 @@ class Interface:
         except _SenderDead:  # outside the lock: the write may wait for the pipe
             self._write_request(data, self._request_timeout if timeout is None else timeout)
             return
-        self._ready.set()
+        self._wake(self._ready)
         if urgent or len(self._q) >= self._batch:
-            self._now.set()
+            self._wake(self._now)
 
     def _refuse(self, urgent: bool, stream: str | None) -> None:
         """A record or request while broken; called with the lock held.
@@ -381,8 +407,10 @@ class Interface:
         else:
             raise ServiceError(self._broken or "the mpbackend service is gone")
 
-    def _make_room(self, size: int, urgent: bool, stream: str | None) -> bool:
-        """Called with the lock held and the buffer full: wait, or drop and count."""
+    def _make_room(self, size: int, urgent: bool, stream: str | None,
+                   timeout: float | None = None) -> bool:
+        """Called with the lock held and the buffer full: wait (at most ``timeout``,
+        default ``request_timeout``), or drop and count."""
         if self._drop_policy and not urgent:
             self._drop(stream)
             if self.dropped == 1:
@@ -390,14 +418,18 @@ class Interface:
                             "full; records are being dropped (buffer_policy='drop')",
                             self._limit)
             return False
-        self._now.set()
-        deadline = time.monotonic() + self._request_timeout
+        self._wake(self._now)
+        wait = self._request_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
         while self._full(size) and self._broken is None:
             left = deadline - time.monotonic()
             if left <= 0:
+                if urgent:  # its caller's wait is over: it learns why
+                    raise RequestTimeout(f"the buffer had no room for a request for {wait:g} s "
+                                         "(the service is not taking records)")
                 self._drop(stream)
                 log.warning("mpbackend: the service has not taken records for %g s; "
-                            "a record was dropped", self._request_timeout)
+                            "a record was dropped", wait)
                 return False
             self._space.wait(min(left, 1.0))
         if self._broken is not None:
@@ -602,7 +634,7 @@ class Interface:
                 self._broken = reason
             self._set_room()
             self._space.notify_all()
-        self._now.set()
+        self._wake(self._now)
 
     @property
     def broken(self) -> str | None:
@@ -618,8 +650,8 @@ class Interface:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._ready.set()
-                self._now.set()
+                self._wake(self._ready)
+                self._wake(self._now)
                 self._space.wait(min(left, 0.05))
         return self._broken is None
 
@@ -627,11 +659,20 @@ class Interface:
         """Drain, then let the sender thread end."""
         self.drain(timeout)
         self._closed = True
-        self._ready.set()
-        self._now.set()
+        self._wake(self._ready)
+        self._wake(self._now)
         sender = self._sender
         if sender is not None and sender is not threading.current_thread():
             sender.join(timeout=1.0)
+
+
+def drain_all(timeout: float) -> bool:
+    """Write every interface's buffer of this process to rec_q, within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    ok = True
+    for interface in list(_interfaces):
+        ok = interface.drain(max(deadline - time.monotonic(), 0.0)) and ok
+    return ok
 
 
 def _after_fork_in_child() -> None:

@@ -28,14 +28,17 @@ replays this process's batches that the dead service had not reported stored
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import multiprocessing.process
+import multiprocessing.util
 import os
 import signal
 import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..shared import messages as m
@@ -51,6 +54,8 @@ if TYPE_CHECKING:
     from .run import Run
 
 log = logging.getLogger("mpbackend")
+# How long a terminated child process takes to write its buffered records.
+CHILD_TERM_DRAIN = 2.0
 
 
 class Manager:
@@ -79,6 +84,10 @@ class Manager:
         self.router.start()
         self.ensure_up()
         atexit.register(self._atexit)
+        # A multiprocessing child (a spawn or fork Process, a Pool worker) leaves by
+        # os._exit and runs no atexit hook; its exit handler terminates daemonic
+        # children, the service among them, after the finalizers of priority >= 0.
+        multiprocessing.util.Finalize(None, self._atexit, exitpriority=100)
         _managers.add(self)
         _hook_excepthook()
         _hook_sigterm()
@@ -235,11 +244,20 @@ class Manager:
             self.router.join(timeout=1.0)
 
     def _atexit(self) -> None:
+        """Finish the open runs and stop the service, within ``exit_timeout``.
+
+        Ctrl-C while this runs (a second press just after the first) is held back
+        until it is done: the hook is bounded anyway, and a KeyboardInterrupt in
+        it would abandon it and leave the service to be SIGTERMed and waited for.
+        """
         if not self.owner or self._stopped:
             return
-        deadline = time.monotonic() + self.settings.exit_timeout
-        self.finish_runs(self.exit_state, deadline, self.exit_code)
-        self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
+        with _sigint_held():
+            deadline = time.monotonic() + self.settings.exit_timeout
+            try:
+                self.finish_runs(self.exit_state, deadline, self.exit_code)
+            finally:
+                self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
 
 
 _managers: weakref.WeakSet[Manager] = weakref.WeakSet()
@@ -252,12 +270,47 @@ def _set_exit(state: str, exit_code: int | None) -> None:
         manager.exit_code = exit_code
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT is noted, not raised, inside the block (main thread only; elsewhere no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        log.debug("mpbackend: Ctrl-C during the exit hook was held back until it was done")
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM (a scheduler's preemption): end like Ctrl-C, runs ``interrupted``.
 
     A Jupyter kernel that was asked to shut down also gets SIGTERM on its way
     out; its runs end ``finished``, as they would at a normal exit.
+
+    A forked child (a Pool worker that ``Pool.terminate()`` stops) inherited this
+    handler but owns no service: it writes what it logged to the pipe (at most
+    CHILD_TERM_DRAIN seconds), then dies of the SIGTERM as it would have without
+    mpbackend. It raises nothing: a SystemExit raised inside an at-fork callback
+    or a finalizer would be swallowed and leave the worker alive.
     """
+    if not any(manager.owner for manager in list(_managers)):
+        from .interface import drain_all
+
+        if not drain_all(CHILD_TERM_DRAIN):
+            log.warning("mpbackend: pid %d was terminated before its logged records "
+                        "reached the service; some are lost", os.getpid())
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     if kernel_shutting_down():
         _set_exit("finished", None)
     else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import time
 from collections.abc import Mapping
 from multiprocessing.context import get_spawning_popen
@@ -300,11 +301,28 @@ class Run:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: Any, tb: Any) -> None:
+        """Finish the run as the block ended: ``finished``; ``interrupted`` with exit
+        code 130 for Ctrl-C and 143 for SIGTERM (the process is ending as the
+        exit hook would say); ``sys.exit(n)`` as its code; ``failed`` (1) else."""
         if kind is None:
             self.finish()
-        elif self.state == RUNNING:
-            self._end("interrupted" if issubclass(kind, KeyboardInterrupt) else "failed",
-                      1, None)
+            return
+        if self.state != RUNNING:
+            return
+        manager = self._manager
+        code: int | None
+        if issubclass(kind, KeyboardInterrupt):
+            state, code = "interrupted", 128 + signal.SIGINT
+        elif (issubclass(kind, SystemExit) and manager is not None
+              and manager.exit_state == "interrupted"):  # our SIGTERM handler's SystemExit
+            state, code = "interrupted", manager.exit_code
+        elif issubclass(kind, SystemExit):
+            exit_code = getattr(value, "code", None)
+            code = exit_code if isinstance(exit_code, int) else (0 if exit_code is None else 1)
+            state = "failed" if code else "finished"
+        else:
+            state, code = "failed", 1
+        self._end(state, code, None)
 
 
 class DisabledRun(Run):

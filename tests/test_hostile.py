@@ -1,0 +1,512 @@
+"""The fault suite, second round: values, processes, files and signals an adversarial
+user brings, each injected for real (real scripts, real signals, real files).
+
+Each test here failed on the code before the fix it holds (checked against the
+commit before this suite was written).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+from conftest import Script, assert_steps, result, run_script, stored
+
+import mpbackend
+from mpbackend.shared import messages as m
+
+# -- values the service could not store: refused or made plain at the call ---------
+
+POISON = """
+    import json, threading, time
+    import mpbackend
+
+    class RaisesFloat:
+        def __float__(self):
+            raise RuntimeError("no float")
+
+    class RaisesStr:
+        def __str__(self):
+            raise RuntimeError("no str")
+
+    class Blocks:
+        def __float__(self):
+            threading.Event().wait()  # would hang whoever calls it
+
+    class BadReduce:
+        def __reduce__(self):
+            raise RuntimeError("no pickle")
+
+    run = mpbackend.init(project="p", settings={"max_restarts": 3})
+    service = mpbackend.setup().manager.service.pid
+    refused = {}
+    for i in range(10):
+        run.log({"i": float(i)})
+    for name, value in [("rf", RaisesFloat()), ("rs", RaisesStr()), ("br", BadReduce())]:
+        try:
+            run.log({name: value})
+        except TypeError as exc:
+            refused[name] = str(exc)
+    for bad in [{"k\\ud800": 1.0}, {"_step": 5}, {"_runtime": 1.0}]:
+        try:
+            run.log(bad)
+        except ValueError as exc:
+            refused[next(iter(bad))] = str(exc)
+    try:
+        run.config.update({"c": RaisesStr()})
+    except TypeError as exc:
+        refused["config"] = str(exc)
+    # A blocking __float__ blocks the caller (its own thread), never the service.
+    blocked = threading.Thread(target=run.log, args=({"blocks": Blocks()},), daemon=True)
+    blocked.start()
+    blocked.join(0.5)
+    for i in range(10, 20):
+        run.log({"i": float(i)})
+    run.flush(timeout=10)
+    run.finish()
+    same = mpbackend.setup().manager.service.pid == service
+    print("RESULT " + json.dumps({"dir": run.dir, "state": run.state, "refused": refused,
+                                  "same": same, "blocked": blocked.is_alive()}))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_poison_values_are_refused_at_the_call_and_the_service_never_runs_them(tmp_path):
+    """A value whose __float__ or __str__ raises, or whose pickling raises, gets a
+    TypeError at log() naming its key; a lone-surrogate key or a reserved key a
+    ValueError; a blocking __float__ blocks only the caller. The service is never
+    restarted and every other row is kept, the run finished."""
+    out = result(run_script(POISON, tmp_path, timeout=50))
+    refused = out["refused"]
+    assert set(refused) == {"rf", "rs", "br", "k\ud800", "_step", "_runtime", "config"}
+    assert "'rf'" in refused["rf"] and "no float" in refused["rf"]
+    assert "'rs'" in refused["rs"] and "no str" in refused["rs"]
+    assert "'br'" in refused["br"]
+    assert "surrogate" in refused["k\ud800"]
+    assert "step=" in refused["_step"]
+    assert out["blocked"] and out["same"] and out["state"] == "finished"
+    info, history = stored(out["dir"])
+    assert info["state"] == "finished"
+    assert [r["i"] for r in history] == [float(i) for i in range(20)]
+    assert info["extra"].get("service_error_count", 0) == 0
+
+
+def test_the_queues_refuse_any_global_but_mpbackends_messages():
+    """What the service reads from a queue is data: a pickle naming a user class (or
+    os.system) is refused before anything in it is called."""
+    assert m.loads(pickle.dumps((m.REQUEST, "u", m.Flush("r")), 5)) == (
+        m.REQUEST, "u", m.Flush("r"))
+    evil = pickle.dumps((m.CONFIG, "r", {"x": os.getcwd}), 5)
+    with pytest.raises(pickle.UnpicklingError, match="refused"):
+        m.loads(evil)
+
+
+def test_a_str_subclass_key_the_run_knows_goes_as_plain_text(rundir):
+    """An Enum member used as a key equal to one already logged passes the fast path;
+    the sender sends it as plain text, so the service (which resolves no user
+    class) stores the row."""
+    import enum
+
+    class Key(str, enum.Enum):
+        loss = "loss"
+
+    run = mpbackend.init(project="p", id="enumkeys")
+    run.log({"loss": 1.0})
+    run.log({Key.loss: 2.0})
+    run.finish(quiet=True)
+    _, history = stored(run.dir)
+    assert [r["loss"] for r in history] == [1.0, 2.0]
+
+
+def test_an_int_too_long_for_text_does_not_stop_the_run(rundir):
+    """A 5,000-digit int (logged, and in config) is stored as an infinity: before,
+    the summary could not be written and the run stayed ``running`` without rows."""
+    run = mpbackend.init(project="p", id="bigint")
+    run.log({"a": 1.0})
+    run.log({"x": 10**5000})
+    run.config.update({"c": -(10**5000)})
+    run.log({"a": 2.0})
+    run.finish(quiet=True)
+    info, history = stored(run.dir)
+    assert info["state"] == "finished" and len(history) == 3
+    assert history[1]["x"] == float("inf") and info["config"]["c"] == float("-inf")
+
+
+def test_init_refuses_names_the_store_cannot_keep(rundir):
+    with pytest.raises(ValueError, match="surrogate"):
+        mpbackend.init(project="p", id="sur", name="a\ud800")
+    with pytest.raises(TypeError, match="notes"):
+        mpbackend.init(project="p", id="sur", notes=42)  # type: ignore[arg-type]
+    run = mpbackend.init(project="p", id="sur")  # the id is still free
+    run.finish(quiet=True)
+    assert stored(run.dir)[0]["state"] == "finished"
+
+
+# -- one writer per run ---------------------------------------------------------
+
+HOLDER = """
+    import sys, time
+    import mpbackend
+    run = mpbackend.init(project="p", id="same", resume="allow")
+    for i in range(50):
+        run.log({"a": float(i)})
+    run.flush()
+    print("HOLDING", flush=True)
+    time.sleep(float(sys.argv[1]))
+    for i in range(50, 60):
+        run.log({"a": float(i)})
+    run.finish()
+"""
+
+SECOND = """
+    import json
+    import mpbackend
+    try:
+        run = mpbackend.init(project="p", id="same", resume="allow")
+    except Exception as exc:
+        print("RESULT " + json.dumps({"error": type(exc).__name__, "text": str(exc)}))
+    else:
+        run.log({"b": 1.0})
+        run.finish()
+        print("RESULT " + json.dumps({"error": None, "step": run.step}))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_second_process_on_a_live_run_gets_a_usage_error_naming_the_holder(tmp_path):
+    """Two processes resuming one run: the second gets ``UsageError: run X is in use
+    by pid P on host H`` and writes nothing; the first's rows are all kept. After
+    the holder is SIGKILLed (its lock is stale), a new process takes the run over."""
+    holder = Script(HOLDER, tmp_path, args=("30",))
+    try:
+        holder.wait_line("HOLDING", 30)
+        second = result(run_script(SECOND, tmp_path, timeout=40, name="second.py"))
+        assert second["error"] == "UsageError"
+        assert f"in use by pid {holder.proc.pid} on host" in second["text"]
+    finally:
+        holder.kill_group()  # the holder and its service die: the lock is stale
+    run_dir = tmp_path / "mpruns" / "p" / "same"
+    info, history = stored(run_dir)
+    assert [r["a"] for r in history] == [float(i) for i in range(50)]
+    assert not any("b" in r for r in history)
+    taken = result(run_script(SECOND, tmp_path, timeout=40, name="third.py"))
+    assert taken["error"] is None and taken["step"] == 51
+    assert stored(run_dir)[0]["state"] == "finished"
+
+
+def test_two_opens_of_one_run_in_one_service_conflict(rundir):
+    run = mpbackend.init(project="p", id="twice")
+    with pytest.raises((ValueError, mpbackend.UsageError)):
+        mpbackend.init(project="p", id="twice", resume="allow", reinit="create_new")
+    run.log({"a": 1.0})
+    run.finish(quiet=True)
+    assert stored(run.dir)[0]["state"] == "finished"
+
+
+# -- the run's files ------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_run_directory_deleted_while_live_is_written_anew_with_every_row(rundir, caplog):
+    run = mpbackend.init(project="p", id="deleted")
+    for i in range(100):
+        run.log({"a": float(i)})
+    run.flush()
+    shutil.rmtree(os.path.dirname(run.dir))
+    for i in range(100, 150):
+        run.log({"a": float(i)})
+    with caplog.at_level("WARNING", logger="mpbackend"):
+        run.flush()
+        run.finish(quiet=True)
+    assert any("deleted while the run was live" in r.getMessage() for r in caplog.records)
+    info, history = stored(run.dir)
+    assert info["state"] == "finished"
+    assert [r["a"] for r in history] == [float(i) for i in range(150)]
+    assert "run.lock" in os.listdir(run.dir)
+
+
+def test_a_zero_byte_database_from_an_early_kill_does_not_block_the_id(rundir):
+    """An older version killed while SQLite made ``run.db`` left a 0-byte file: the
+    id is usable again with resume='allow' (nothing was in it)."""
+    run_dir = os.path.join(str(rundir), "p", "zero")
+    os.makedirs(run_dir)
+    open(os.path.join(run_dir, "run.db"), "wb").close()
+    run = mpbackend.init(project="p", id="zero", resume="allow")
+    run.log({"a": 1.0})
+    run.finish(quiet=True)
+    info, history = stored(run.dir)
+    assert info["state"] == "finished" and history[0]["a"] == 1.0
+
+
+KILL_EARLY = """
+    import os, signal, sys
+    import mpbackend
+    mpbackend.setup()
+    service = mpbackend.setup().manager.service.pid
+    import threading, time
+    def kill():
+        time.sleep(float(sys.argv[1]))
+        os.kill(service, signal.SIGKILL)
+    threading.Thread(target=kill, daemon=True).start()
+    try:
+        mpbackend.init(project="p", id="early", settings={"max_restarts": 0})
+    except Exception:
+        pass
+    os._exit(0)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_service_killed_while_it_makes_the_database_never_leaves_it_without_tables(
+        tmp_path):
+    """SIGKILL of the service at moments around the database's creation: afterwards
+    ``run.db`` is absent or a whole database, never a file without tables, and the
+    id can be resumed."""
+    for i, delay in enumerate([0.0, 0.002, 0.005, 0.01, 0.02, 0.03]):
+        where = tmp_path / str(i)
+        where.mkdir()
+        subprocess.run([sys.executable, "-c", textwrap.dedent(KILL_EARLY), str(delay)],
+                       cwd=where, env={**os.environ, "MPBACKEND_DIR": str(where / "runs")},
+                       capture_output=True, timeout=40)
+        db = where / "runs" / "p" / "early" / "run.db"
+        if db.exists():
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            conn.close()
+            assert {"meta", "run", "history_chunk"} <= tables, (delay, tables)
+        resumed = run_script("""
+            import json, mpbackend
+            run = mpbackend.init(project="p", id="early", resume="allow")
+            run.log({"a": 1.0})
+            run.finish()
+            print("RESULT " + json.dumps({"state": run.state}))
+        """, where, timeout=40, env={"MPBACKEND_DIR": str(where / "runs")})
+        assert result(resumed)["state"] == "finished", resumed.stderr
+
+
+def test_the_store_does_not_follow_links_out_of_dir(rundir, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (rundir / "p").mkdir(parents=True)
+    os.symlink(outside, rundir / "p" / "linked")
+    with pytest.raises(mpbackend.StoreError, match="symbolic link"):
+        mpbackend.init(project="p", id="linked")
+    (rundir / "p" / "dangling").mkdir()
+    os.symlink(tmp_path / "nowhere.db", rundir / "p" / "dangling" / "run.db")
+    with pytest.raises(mpbackend.StoreError, match="symbolic link"):
+        mpbackend.init(project="p", id="dangling")
+    assert list(outside.iterdir()) == [] and not (tmp_path / "nowhere.db").exists()
+
+
+# -- signals and exits ----------------------------------------------------------
+
+WITH_BLOCK = """
+    import json, os, signal, sys, time
+    import mpbackend
+    sig = getattr(signal, sys.argv[1])
+    with mpbackend.init(project="p", id="blk") as run:
+        run.log({"a": 1.0})
+        run.flush()
+        print("READY", flush=True)
+        time.sleep(30)
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_inside_a_with_block_stores_interrupted_and_its_code(tmp_path, sig, code):
+    script = Script(WITH_BLOCK, tmp_path, args=(sig,))
+    try:
+        script.wait_line("READY", 30)
+        os.kill(script.proc.pid, getattr(signal, sig))
+        script.wait(30)
+    finally:
+        script.kill_group()
+    info, history = stored(tmp_path / "mpruns" / "p" / "blk")
+    assert (info["state"], info["exit_code"]) == ("interrupted", code), script.stderr()
+    assert len(history) == 1
+
+
+SIGALRM_LOG = """
+    import json, signal, time
+    import mpbackend
+    run = mpbackend.init(project="p", id="alarm")
+    ticks = []
+    def progress(signum, frame):
+        # A progress hook: logs from the signal handler, with a long text (the
+        # interface's locked path) so it can land inside the main thread's lock.
+        run.log({"tick": float(len(ticks)), "note": "x" * 600})
+        ticks.append(1)
+    signal.signal(signal.SIGALRM, progress)
+    signal.setitimer(signal.ITIMER_REAL, 0.005, 0.005)
+    deadline = time.monotonic() + 3
+    n = 0
+    while time.monotonic() < deadline:
+        run.log({"i": float(n), "text": "y" * 600})
+        n += 1
+    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    run.finish()
+    print("RESULT " + json.dumps({"dir": run.dir, "n": n, "ticks": len(ticks)}))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_log_from_a_signal_handler_never_deadlocks(tmp_path):
+    out = result(run_script(SIGALRM_LOG, tmp_path, timeout=45))
+    info, history = stored(out["dir"])
+    assert info["state"] == "finished"
+    assert len(history) == out["n"] + out["ticks"]
+    assert_steps(history)
+
+
+DOUBLE_CTRL_C = """
+    import os, signal, sys, threading, time
+    import mpbackend
+    run = mpbackend.init(project="p", id="twice", settings={"exit_timeout": 8})
+    for i in range(1000):
+        run.log({"a": float(i)})
+    gap = float(sys.argv[1])
+    def press():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(gap)
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=press).start()
+    time.sleep(30)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("gap", [0.0, 0.005, 0.02, 0.05])
+def test_ctrl_c_twice_ends_the_run_within_exit_timeout(tmp_path, gap):
+    """The second Ctrl-C lands in the exit hook: it is held back until the hook is
+    done, so the run ends ``interrupted`` with every row, within ``exit_timeout``
+    (before, the hook was abandoned and the process waited out the service's 10 s
+    SIGTERM grace)."""
+    script = Script(DOUBLE_CTRL_C, tmp_path, args=(str(gap),))
+    started = time.monotonic()
+    try:
+        script.wait(40)
+    finally:
+        script.kill_group()
+    took = time.monotonic() - started
+    info, history = stored(tmp_path / "mpruns" / "p" / "twice")
+    assert info["state"] == "interrupted", script.stderr()
+    assert len(history) == 1000
+    assert took < 8, took
+
+
+STOPPED_EXIT = """
+    import os, signal, time
+    import mpbackend
+    run = mpbackend.init(project="p", id="stopped", settings={
+        "buffer_bytes": 65536, "request_timeout": 60, "exit_timeout": 3})
+    service = mpbackend.setup().manager.service.pid
+    os.kill(service, signal.SIGSTOP)
+    for i in range(20000):
+        run.log({"a": float(i), "text": "z" * 600})  # the buffer fills; block policy
+        if i == 200:
+            break
+    print("EXITING", flush=True)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_the_exit_path_is_bounded_by_exit_timeout_with_the_buffer_full(tmp_path):
+    """With the service stopped (SIGSTOP) and the buffer full at exit, the process
+    still ends within about exit_timeout (3 s), not request_timeout (60 s) per
+    request."""
+    script = Script(STOPPED_EXIT, tmp_path)
+    try:
+        script.wait_line("EXITING", 60)
+        started = time.monotonic()
+        script.wait(50)
+        took = time.monotonic() - started
+    finally:
+        for proc in psutil.process_iter():
+            try:
+                if proc.status() == psutil.STATUS_STOPPED:
+                    proc.send_signal(signal.SIGCONT)
+            except psutil.Error:
+                pass
+        script.kill_group()
+    assert took < 3 + 4, (took, script.stderr())
+
+
+POOL = """
+    import json, multiprocessing as mp, sys
+    import mpbackend
+
+    def init_worker(run):
+        global RUN
+        RUN = run
+
+    def task(i):
+        for j in range(20):
+            RUN.log({"task": float(i), "j": float(j)})
+        return i
+
+    if __name__ == "__main__":
+        run = mpbackend.init(project="p", id="pool")
+        ctx = mp.get_context("fork")
+        with ctx.Pool(4, initializer=init_worker, initargs=(run,)) as pool:
+            done = pool.map(task, range(40))
+        run.finish()
+        print("RESULT " + json.dumps({"dir": run.dir, "done": len(done)}))
+"""
+
+
+@pytest.mark.timeout(150)
+def test_a_pool_with_the_run_in_its_initializer_keeps_every_row_and_never_hangs(tmp_path):
+    """``with Pool(initializer=..., initargs=(run,))``: Pool.__exit__ terminates the
+    workers (SIGTERM). A worker writes its buffered rows first and then dies of the
+    signal (the inherited handler raises nothing a fork callback could swallow),
+    so no row is lost and the pool never hangs."""
+    for attempt in range(6):
+        where = tmp_path / str(attempt)
+        where.mkdir()
+        proc = run_script(POOL, where, timeout=60)
+        out = result(proc)
+        assert out["done"] == 40
+        info, history = stored(out["dir"])
+        assert len(history) == 40 * 20, (attempt, len(history))
+        assert info["state"] == "finished"
+
+
+SPAWN_CHILD = """
+    import json, multiprocessing as mp
+    import mpbackend
+
+    def child(dir):
+        run = mpbackend.init(project="p", id="spawned", dir=dir)
+        for i in range(100):
+            run.log({"a": float(i)})
+        # no finish(): the child's exit must finish it, before multiprocessing
+        # terminates its daemonic children (the service)
+
+    if __name__ == "__main__":
+        import os
+        p = mp.get_context("spawn").Process(target=child, args=(os.environ["MPBACKEND_DIR"],))
+        p.start()
+        p.join(60)
+        print("RESULT " + json.dumps({"code": p.exitcode}))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_spawned_child_that_opens_a_run_finishes_it_at_its_exit(tmp_path):
+    proc = run_script(SPAWN_CHILD, tmp_path, timeout=80)
+    assert result(proc)["code"] == 0, proc.stderr
+    info, history = stored(tmp_path / "mpruns" / "p" / "spawned")
+    assert info["state"] == "finished", proc.stderr
+    assert len(history) == 100
+    assert "restart" not in proc.stderr and "KeyError" not in proc.stderr, proc.stderr
+

@@ -18,6 +18,14 @@ Every expected failure (no such run, an unreadable database, an empty run, a
 missing extra, an unwritable output) ends with one ``Error:`` line on stderr and
 exit status 1; usage errors exit 2; Ctrl-C exits 130. No traceback is shown
 unless ``MPBACKEND_DEBUG=1``.
+
+Nothing read from a run is written to the terminal as it is: names, ids,
+projects, states, keys, values, paths and the error messages that quote them go
+through ``escape()`` (rich markup escaped, control characters shown as escapes
+by ``format.printable``) or ``printable`` itself, so a run named
+``"\\x1b]0;x\\x07"`` is listed as that text and cannot retitle or clear the
+terminal. ``export`` writes data, not terminal output: its files keep every
+value as stored.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from ..shared.version import __version__
 from ..store.reader import RunReader, pivot
 from . import report
 from .api import Api, ApiRun
-from .format import duration, flatten, format_value, is_number
+from .format import duration, flatten, format_value, is_number, printable
 
 EXIT_ERROR = 1
 EXIT_RUN_FAILED = 3  # tail: the run ended, but not "finished"
@@ -77,9 +85,16 @@ def err() -> Console:
 
 
 class CliError(click.ClickException):
-    """An expected failure: printed as one ``Error:`` line, exit status 1."""
+    """An expected failure: printed as one ``Error:`` line, exit status 1.
+
+    The message may quote a run's id, name or keys: its control characters are
+    shown as escapes.
+    """
 
     exit_code = EXIT_ERROR
+
+    def format_message(self) -> str:
+        return printable(self.message)
 
 
 # -- finding runs --------------------------------------------------------------------
@@ -165,20 +180,25 @@ _STATE_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "crashe
 
 def state_text(run: ApiRun) -> Text:
     """The run's state, coloured, with its exit code and whether its process is gone."""
-    text = Text(run.state, style=_STATE_STYLE.get(run.state, ""))
+    text = Text(printable(run.state), style=_STATE_STYLE.get(run.state, ""))
     stale = liveness(run)
     if stale:
-        text.append(f" ({stale})", style="red")
+        text.append(f" ({printable(stale)})", style="red")
     if run.exit_code not in (None, 0):
-        text.append(f" (exit {run.exit_code})")
+        text.append(f" (exit {printable(run.exit_code)})")
     return text
 
 
-def escape(text: str) -> str:
-    """``text`` with rich markup characters escaped (names, paths, values)."""
+def escape(text: Any) -> str:
+    """``text`` (str() of it) as rich markup that prints as that text, and only as text.
+
+    For anything read from a run (names, ids, paths, states, keys, values):
+    control characters are shown as escapes (``format.printable``: ``\\x1b``,
+    ``\\u202e``), so none reaches the terminal, and rich markup is escaped.
+    """
     from rich.markup import escape as rich_escape
 
-    return rich_escape(str(text))
+    return rich_escape(printable(text))
 
 
 def kv_table(title: str, items: Sequence[tuple[str, Any]]) -> Table:
@@ -250,7 +270,7 @@ def ls_cmd(root: str, project: str | None, states: tuple[str, ...], tags: tuple[
                          else "left")
     for run in shown:
         table.add_row(escape(run.id), escape(run.name), escape(run.project), state_text(run),
-                      str(run.step), duration(report.runtime(run)),
+                      escape(run.step), duration(report.runtime(run)),
                       when(run.created_at),
                       *(escape(format_value(_summary_value(run, m))) for m in metrics))
     out().print(table)
@@ -284,7 +304,8 @@ def show_cmd(root: str, run_ref: str) -> None:
     for key in ("tags", "notes", "group", "job_type", "host", "pid"):
         value = info.get(key)
         if value not in (None, "", []):
-            items.append((key, ", ".join(value) if isinstance(value, list) else value))
+            items.append((key, ", ".join(map(str, value)) if isinstance(value, list)
+                          else value))
     for key in ("dropped_steps", "dropped_records", "lost_rows"):
         if extra.get(key):
             items.append((key.replace("_", " "), extra[key]))
@@ -513,7 +534,7 @@ def export_cmd(root: str, run_ref: str, fmt_: str | None, output: str, keys: tup
                 if os.path.exists(tmp):
                     os.unlink(tmp)
     err().print(f"wrote {n} rows x {len(columns)} columns of {escape(run.path)} "
-                f"({run.state}) to {escape(output)}")
+                f"({escape(run.state)}) to {escape(output)}")
 
 
 # -- plot and report -----------------------------------------------------------------
@@ -592,16 +613,19 @@ def report_cmd(root: str, run_refs: tuple[str, ...], project: str | None, output
     All runs are overlaid in each chart; system metrics, when stored, get a chart
     each in their own section. The file loads nothing from anywhere (no server,
     no network): open it in any browser, offline. With no RUN, every run under
-    --dir (of --project) is included.
+    --dir (of --project) is included. Needs jinja2: pip install 'mpbackend[report]'.
     """
     runs = open_runs(run_refs, root, project)
-    counts = report.html_report(runs, output, keys=list(keys) or None, x=x, points=points,
-                                title=title)
+    try:
+        counts = report.html_report(runs, output, keys=list(keys) or None, x=x, points=points,
+                                    title=title)
+    except report.MissingExtra as exc:
+        raise CliError(str(exc)) from exc
     for run in runs:
         if run.state == "running":
             stale = liveness(run)
             err().print(f"note: {escape(run.path)} is "
-                        + (f"marked running but {stale}" if stale
+                        + (f"marked running but {escape(stale)}" if stale
                            else "still running; the report shows it as stored now"))
     if keys:
         charted = counts["charts"]
@@ -616,12 +640,13 @@ def report_cmd(root: str, run_refs: tuple[str, ...], project: str | None, output
 
 
 def _line(row: dict[str, Any], keys: Sequence[str] | None) -> str:
+    """One row as a line of text: its step, runtime and ``key=value`` (all printable)."""
     shown = keys or [k for k in row if k not in ("_step", "_timestamp", "_runtime")]
-    parts = [f"step {row['_step']}"]
+    parts = [f"step {printable(row['_step'])}"]
     if "_runtime" in row:
         parts.append(f"{row['_runtime']:8.2f}s" if isinstance(row["_runtime"], float)
-                     else str(row["_runtime"]))
-    parts += [f"{k}={format_value(row[k])}" for k in shown if k in row]
+                     else printable(row["_runtime"]))
+    parts += [f"{printable(k)}={format_value(row[k])}" for k in shown if k in row]
     return "  ".join(parts)
 
 
@@ -686,7 +711,7 @@ def tail_cmd(root: str, run_ref: str, lines: int, follow: bool, interval: float,
                 last = emit(reader.rows(min_step=start))
                 next_step = start if last is None else last + 1
             elif start is None and not follow:
-                err().print(f"{escape(run.path)} has no rows ({run.state})")
+                err().print(f"{escape(run.path)} has no rows ({escape(run.state)})")
             while follow:
                 info = reader.info()
                 state = info["state"]
@@ -695,8 +720,8 @@ def tail_cmd(root: str, run_ref: str, lines: int, follow: bool, interval: float,
                 if last is not None:
                     next_step = last + 1
                 if state in TERMINAL_STATES:
-                    err().print(f"run {escape(run.path)} ended: {state}"
-                                + (f" (exit {info['exit_code']})"
+                    err().print(f"run {escape(run.path)} ended: {escape(state)}"
+                                + (f" (exit {escape(info['exit_code'])})"
                                    if info["exit_code"] not in (None, 0) else ""))
                     if state != "finished":
                         sys.exit(EXIT_RUN_FAILED)
@@ -707,7 +732,8 @@ def tail_cmd(root: str, run_ref: str, lines: int, follow: bool, interval: float,
                 if stale and last is None:
                     stale_since = stale_since or now
                     if now - stale_since >= STALE_GRACE:
-                        err().print(f"run {escape(run.path)} is marked running but {stale} "
+                        err().print(f"run {escape(run.path)} is marked running but "
+                                    f"{escape(stale)} "
                                     "and nothing was stored since; it was never closed "
                                     "(the service must have died with it)")
                         sys.exit(EXIT_RUN_FAILED)
@@ -715,7 +741,7 @@ def tail_cmd(root: str, run_ref: str, lines: int, follow: bool, interval: float,
                     stale_since = None
                 if deadline is not None and now >= deadline:
                     err().print(f"stopped following {escape(run.path)} after {timeout:g}s "
-                                f"(still {state})")
+                                f"(still {escape(state)})")
                     return
                 time.sleep(interval)
     except KeyboardInterrupt:
@@ -740,12 +766,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (StoreError, sqlite3.Error, OSError) as exc:
         if debug:
             raise
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {printable(exc)}", err=True)
         code = EXIT_ERROR
     except Exception as exc:  # a bug: say what; MPBACKEND_DEBUG=1 keeps the traceback
         if debug:
             raise
-        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} "
+        click.echo(f"Error: unexpected {type(exc).__name__}: {printable(exc)} "
                    "(MPBACKEND_DEBUG=1 shows the traceback)", err=True)
         code = EXIT_ERROR
     sys.exit(code if isinstance(code, int) else 0)

@@ -22,6 +22,12 @@ with no finite value is a gap, and a metric that is never a number has no line.
 Nothing is shown with ``finish(quiet=True)``, ``Settings(quiet=True)`` or the
 environment ``MPBACKEND_SILENT=1``; ``finish(quiet=False)`` overrides the setting
 (but not the environment). Showing never raises: a failure is logged at DEBUG.
+
+What the run stored (its name, id, state, directory, keys and values) is not
+trusted: both forms show its control characters as escapes (``format.printable``:
+a name ``"\x1b]0;x\x07"`` is printed as that text, it does not retitle the
+terminal), and the HTML form escapes it for HTML as well. ``read()`` returns it
+as stored; ``text()`` and ``html_summary()`` make it printable.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from ..shared.jupyter import in_notebook
 from ..shared.metrics import MetricDefs
 from ..store.reader import RunReader
 from ..store.schema import decode_values
-from .format import duration, format_value
+from .format import duration, format_value, printable
 
 log = logging.getLogger("mpbackend")
 
@@ -184,16 +190,23 @@ def spark(points: list[float]) -> str:
 
 
 def more_command(data: dict[str, Any]) -> str:
-    return f"mpbackend show {data['id']} --dir {shlex.quote(data['root'])}"
+    """The command that shows the run (printable: its control characters as escapes)."""
+    return printable(f"mpbackend show {shlex.quote(str(data['id']))} "
+                     f"--dir {shlex.quote(str(data['root']))}")
 
 
 def text(data: dict[str, Any]) -> str:
-    """The terminal form: a few lines, metrics aligned, ending in a newline."""
-    name = data["name"] if data["name"] == data["id"] else f"{data['name']} ({data['id']})"
-    lines = [f"mpbackend: run {name} {data['state']}",
-             f"  dir      {data['dir']}",
-             f"  steps    {data['steps']}  runtime {duration(data['runtime'])}"]
-    metrics = data["metrics"]
+    """The terminal form: a few lines, metrics aligned, ending in a newline.
+
+    Everything read from the run is shown with ``printable``: no control
+    character of a name, key or value reaches the terminal.
+    """
+    run_id, name = printable(data["id"]), printable(data["name"])
+    name = name if name == run_id else f"{name} ({run_id})"
+    lines = [f"mpbackend: run {name} {printable(data['state'])}",
+             f"  dir      {printable(data['dir'])}",
+             f"  steps    {printable(data['steps'])}  runtime {duration(data['runtime'])}"]
+    metrics = [(printable(k), v, points) for k, v, points in data["metrics"]]
     if metrics:
         width = min(max(len(k) for k, _, _ in metrics), 32)
         values = [format_value(v, 40) for _, v, _ in metrics]
@@ -234,10 +247,16 @@ def svg(points: list[float], width: int = 120, height: int = 18) -> str:
 
 
 def html_summary(data: dict[str, Any]) -> str:
-    """The Jupyter form: a small table, a sparkline per metric, everything escaped."""
-    e = html.escape
+    """The Jupyter form: a small table, a sparkline per metric, everything escaped.
+
+    What the run stored is made ``printable`` (control characters as escapes)
+    and then escaped for HTML.
+    """
+    def e(value: Any) -> str:
+        return html.escape(printable(value))
+
     head = [("run", f"{data['name']} ({data['id']})"), ("state", data["state"]),
-            ("dir", data["dir"]), ("steps", str(data["steps"])),
+            ("dir", data["dir"]), ("steps", data["steps"]),
             ("runtime", duration(data["runtime"]))]
     rows = "".join(f"<tr><th style='text-align:left'>{e(k)}</th>"
                    f"<td style='text-align:left'>{e(v)}</td></tr>" for k, v in head)

@@ -2,7 +2,8 @@
 
     run.db --store.RunReader.chunks--> read_series() --> {key: Series(x, y)}
         --> plot_png(): matplotlib, Agg backend, one panel per key, runs overlaid
-        --> html_report(): downsample() each series --> inline JSON + inline script
+        --> html_report(): downsample() each series --> report.html.j2 (Jinja2,
+                           autoescape) + report.css + report.js, inlined
                            --> report.html (a run table, a chart per metric, a
                                chart per system metric; no server, no network)
 
@@ -17,6 +18,19 @@ When every chart is drawn the script sets ``document.body.dataset.chartsDrawn``
 to their number and says so in ``<div id="status">``, which is how a headless
 browser (and the tests) can tell that the page works.
 
+Nothing read from a run is trusted (a run database can be crafted): the page is
+rendered by Jinja2 with autoescape from the template ``report.html.j2``, a
+package data file, so names, keys and values are only ever text in the page; the
+chart data is written by the ``tojson`` filter, which escapes ``<``, ``>``,
+``&`` and ``'`` (and, as JSON in ASCII, U+2028/U+2029), so no ``</script>`` or
+``<!--`` can leave its element; control characters are shown as escapes
+(``format.printable``), as in the terminal. The page's
+``Content-Security-Policy`` (a ``<meta>``) is ``default-src 'none'`` with the
+sha256 of its one script and its one style sheet: no inline event handler, no
+other script, no load from anywhere would run even if markup got in. Jinja2 is
+the ``report`` extra (``pip install 'mpbackend[report]'``); without it
+``html_report`` raises MissingExtra.
+
 Series are downsampled for the page, not for the PNG: each keeps its first and
 last point and, in each of ``points / 2`` equal buckets of rows, its smallest
 and largest value, so spikes and divergences survive the reduction (a plain
@@ -26,17 +40,21 @@ that are not numbers (strings, lists, booleans) are left out of charts.
 
 from __future__ import annotations
 
-import html
+import base64
+import functools
+import hashlib
 import json
 import os
 import time
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, cast
 
+from ..shared.states import TERMINAL_STATES
 from ..store.reader import RunReader, spread
-from .format import duration, flatten, format_value, is_number
+from .format import duration, flatten, format_value, is_number, printable
 
 # Line colours for runs, in order; chosen to stay distinct on white and for the
 # common forms of colour blindness (the first four most of all).
@@ -135,7 +153,10 @@ def downsample(series: Series, points: int = DEFAULT_POINTS) -> tuple[list, list
 
 
 def run_label(run: Any) -> str:
-    """How a run is named in legends: its name, and its id when the name differs."""
+    """How a run is named in legends: its name, and its id when the name differs.
+
+    As stored (matplotlib's legends); the HTML report shows ``printable()`` of it.
+    """
     return run.id if run.name == run.id else f"{run.name} ({run.id})"
 
 
@@ -218,12 +239,6 @@ def system_rows(run: Any) -> list[dict[str, Any]]:
     return list(rows or [])
 
 
-def _script_json(value: Any) -> str:
-    """JSON that is safe inside a <script> element (no "</script>", no "<!--")."""
-    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def _charts_for(all_series: list[dict[str, Series]], keys: Iterable[str],
                 points: int) -> list[dict[str, Any]]:
     charts = []
@@ -240,6 +255,49 @@ def _charts_for(all_series: list[dict[str, Series]], keys: Iterable[str],
     return charts
 
 
+# The page's parts, package data files next to this module (setup.cfg's package_data).
+TEMPLATE = "report.html.j2"
+STYLE = "report.css"
+SCRIPT = "report.js"
+KNOWN_STATES = frozenset(("running", *TERMINAL_STATES))  # the states the page has a colour for
+
+
+def _resource(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def csp_source(text: str) -> str:
+    """The CSP source that allows exactly this inline ``<script>`` or ``<style>`` text."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+@functools.lru_cache(maxsize=1)
+def _page() -> tuple[Any, str, str, str]:
+    """(the compiled template, its style, its script, the Content-Security-Policy)."""
+    try:
+        import jinja2
+    except ImportError as exc:
+        raise MissingExtra(
+            "the HTML report needs jinja2: pip install 'mpbackend[report]'") from exc
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    # tojson: compact, ASCII only (U+2028/U+2029 escaped), and never NaN, which
+    # JSON.parse rejects (charts hold finite numbers only).
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "ensure_ascii": True,
+                                         "allow_nan": False, "separators": (",", ":")}
+    template = env.from_string(_resource(TEMPLATE))
+    swatches = "".join(f".swatch.c{i} {{ background: {c}; }}\n" for i, c in enumerate(PALETTE))
+    style = "\n" + _resource(STYLE) + swatches
+    script = "\n" + _resource(SCRIPT)
+    csp = "; ".join((
+        "default-src 'none'",  # nothing is loaded: no image, font, frame, fetch
+        f"script-src {csp_source(script)}",  # this script only: no other, no event handler
+        f"style-src {csp_source(style)}",  # this style sheet only: no style attribute
+        "base-uri 'none'", "form-action 'none'"))  # these two do not fall back to default
+    return template, style, script, csp
+
+
 def html_report(runs: Sequence[Any], output: str, keys: Sequence[str] | None = None,
                 x: str = "_step", points: int = DEFAULT_POINTS,
                 title: str | None = None) -> dict[str, int]:
@@ -248,7 +306,10 @@ def html_report(runs: Sequence[Any], output: str, keys: Sequence[str] | None = N
     A chart per metric (``keys``, or every numeric key any run logged), all runs
     overlaid against ``x``; a chart per system metric when the runs have them;
     a run table and a config table. Returns counts: ``charts``, ``system_charts``.
+    MissingExtra if jinja2 is not installed.
     """
+    template, style, script, csp = _page()  # first: MissingExtra before any work
+    from markupsafe import Markup  # jinja2's own dependency: there, since _page() is
     history = [read_series(run.dir, keys, x) for run in runs]
     systems = [rows_series(system_rows(run)) for run in runs]
     if keys is None:
@@ -256,24 +317,26 @@ def html_report(runs: Sequence[Any], output: str, keys: Sequence[str] | None = N
     sys_keys = list(dict.fromkeys(k for series in systems for k in series))
     metric_charts = _charts_for(history, keys, points)
     system_charts = _charts_for(systems, sys_keys, points)
-    data = {
-        "runs": [{"label": run_label(run), "colour": colour(i)} for i, run in enumerate(runs)],
-        "sections": [{"x": x, "charts": metric_charts},
-                     {"x": "_runtime (s)", "charts": system_charts}],
+    labels = [printable(run_label(run)) for run in runs]
+    sections = [(x, metric_charts), ("_runtime (s)", system_charts)]
+    data = {  # for the script: what it draws, and the text it writes (textContent, fillText)
+        "runs": [{"label": label, "colour": colour(i)} for i, label in enumerate(labels)],
+        "sections": [{"x": printable(axis), "charts": [{"key": printable(c["key"]),
+                                                        "lines": c["lines"]} for c in charts]}
+                     for axis, charts in sections],
     }
-    title = title or ("mpbackend report: " + ", ".join(run_label(r) for r in runs[:4])
+    title = title or ("mpbackend report: " + ", ".join(labels[:4])
                       + (f" and {len(runs) - 4} more" if len(runs) > 4 else ""))
-    page = (_PAGE.replace("@TITLE@", html.escape(title))
-            .replace("@STYLE@", _STYLE)
-            .replace("@GENERATED@", html.escape(time.strftime("%Y-%m-%d %H:%M:%S")))
-            .replace("@RUNS@", _run_table(runs, [c["key"] for c in metric_charts]))
-            .replace("@CONFIG@", _config_table(runs))
-            .replace("@METRICS@", _figures(metric_charts, 0, runs,
-                                           "No run has numeric history to chart yet."))
-            .replace("@SYSTEM@", _system_section(system_charts, runs))
-            .replace("@TOTAL@", str(len(metric_charts) + len(system_charts)))
-            .replace("@DATA@", _script_json(data))
-            .replace("@SCRIPT@", _SCRIPT))
+    shown = [c["key"] for c in metric_charts[:8]]  # the summary columns of the run table
+    page = template.render(
+        title=printable(title), csp=csp, style=Markup(style), script=Markup(script),
+        generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+        total=len(metric_charts) + len(system_charts), colours=len(PALETTE),
+        run_heads=["", "run", "id", "project", "state", "steps", "runtime", "created",
+                   *map(printable, shown)],
+        runs=[_run_row(i, run, shown) for i, run in enumerate(runs)],
+        sections=[_section(n, charts, labels) for n, (_, charts) in enumerate(sections)],
+        config=_config(runs, labels), data=data)
     tmp = f"{output}.partial"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(page)
@@ -281,244 +344,34 @@ def html_report(runs: Sequence[Any], output: str, keys: Sequence[str] | None = N
     return {"charts": len(metric_charts), "system_charts": len(system_charts)}
 
 
-def _swatch(i: int) -> str:
-    return f'<span class="swatch" style="background:{colour(i)}"></span>'
+# What the template shows, as plain strings (it escapes them) made printable.
 
 
-def _run_table(runs: Sequence[Any], keys: Sequence[str]) -> str:
-    shown = list(keys[:8])
-    head = ["", "run", "id", "project", "state", "steps", "runtime", "created", *shown]
-    out = ["<table class=runs><thead><tr>"]
-    out += [f"<th>{html.escape(h)}</th>" for h in head]
-    out.append("</tr></thead><tbody>")
-    for i, run in enumerate(runs):
-        cells = [_swatch(i), html.escape(run.name), html.escape(run.id),
-                 html.escape(run.project),
-                 f'<span class="state {html.escape(run.state)}">{html.escape(run.state)}</span>',
-                 str(run.step), duration(runtime(run)),
-                 time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at))]
-        cells += [html.escape(format_value(run.summary.get(k))) for k in shown]
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+def _run_row(i: int, run: Any, shown: Sequence[str]) -> dict[str, Any]:
+    state = printable(run.state)
+    return {"colour": i % len(PALETTE), "name": printable(run.name), "id": printable(run.id),
+            "project": printable(run.project), "state": state,
+            "state_class": state if state in KNOWN_STATES else "other",
+            "steps": printable(run.step), "runtime": duration(runtime(run)),
+            "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at)),
+            "cells": [format_value(run.summary.get(k)) for k in shown]}
 
 
-def _config_table(runs: Sequence[Any]) -> str:
+def _section(index: int, charts: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    return {"index": index, "charts": [
+        {"key": printable(chart["key"]),
+         "lines": [{"colour": line["run"] % len(PALETTE), "label": labels[line["run"]],
+                    "n": line["n"]} for line in chart["lines"]]}
+        for chart in charts]}
+
+
+def _config(runs: Sequence[Any], labels: list[str]) -> dict[str, Any]:
     configs = [flatten(run.config) for run in runs]
     keys = sorted({k for c in configs for k in c})
-    if not keys:
-        return "<p class=note>No config.</p>"
-    out = ["<table class=config><thead><tr><th>key</th>"]
-    out += [f"<th>{_swatch(i)}{html.escape(run_label(r))}</th>" for i, r in enumerate(runs)]
-    out.append("</tr></thead><tbody>")
+    rows = []
     for key in keys:
         values = [c.get(key) for c in configs]
         differs = len({json.dumps(v, default=str, sort_keys=True) for v in values}) > 1
-        out.append(f'<tr{" class=differs" if differs and len(runs) > 1 else ""}>'
-                   f"<th>{html.escape(key)}</th>")
-        out += [f"<td>{html.escape(format_value(v))}</td>" for v in values]
-        out.append("</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def _figures(charts: list[dict[str, Any]], section: int, runs: Sequence[Any],
-             empty: str) -> str:
-    if not charts:
-        return f"<p class=note>{html.escape(empty)}</p>"
-    out = ['<div class="grid">']
-    for n, chart in enumerate(charts):
-        legend = "".join(
-            f"<li>{_swatch(line['run'])}{html.escape(run_label(runs[line['run']]))}"
-            f"<small>{line['n']} point{'s' if line['n'] != 1 else ''}</small></li>"
-            for line in chart["lines"])
-        out.append(f'<figure class="chart"><figcaption>{html.escape(chart["key"])}</figcaption>'
-                   f'<canvas data-section="{section}" data-chart="{n}" height="260"></canvas>'
-                   f'<div class="readout"></div><ul class="legend">{legend}</ul></figure>')
-    out.append("</div>")
-    return "".join(out)
-
-
-def _system_section(charts: list[dict[str, Any]], runs: Sequence[Any]) -> str:
-    if not charts:
-        return ""
-    return ("<section><h2>System metrics</h2><p class=note>Sampled by the service while the "
-            "run was live, against seconds since the run started.</p>"
-            + _figures(charts, 1, runs, "") + "</section>")
-
-
-_STYLE = """
-body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
-       margin: 0 auto; padding: 16px 24px; max-width: 1400px; color: #1b1f23; background: #fff; }
-h1 { font-size: 20px; margin: 4px 0; } h2 { font-size: 16px; margin: 24px 0 8px; }
-.note, #status { color: #57606a; }
-table { border-collapse: collapse; margin: 4px 0 12px; }
-th, td { border-bottom: 1px solid #e1e4e8; padding: 3px 10px; text-align: left;
-         font-variant-numeric: tabular-nums; }
-thead th { background: #f6f8fa; }
-tr.differs th { color: #c2185b; }
-.state.finished { color: #2a9d3f; } .state.running { color: #1f6fd1; }
-.state.crashed, .state.failed { color: #d73a49; } .state.interrupted { color: #b26b00; }
-.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px;
-          margin-right: 6px; vertical-align: middle; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 16px; }
-figure.chart { margin: 0; border: 1px solid #e1e4e8; border-radius: 6px; padding: 8px; }
-figcaption { font-weight: 600; margin-bottom: 4px; }
-canvas { width: 100%; height: 260px; display: block; }
-.readout { min-height: 1.4em; font-size: 12px; color: #57606a; }
-ul.legend { list-style: none; padding: 0; margin: 2px 0 0; font-size: 12px; }
-ul.legend li { display: inline-block; margin-right: 12px; }
-ul.legend small { color: #8b949e; margin-left: 4px; }
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>@TITLE@</title><style>@STYLE@</style></head>
-<body data-charts-total="@TOTAL@">
-<h1>@TITLE@</h1>
-<div id="status">Drawing charts (this page needs JavaScript for them)...</div>
-<p class=note>Written by mpbackend at @GENERATED@. Self-contained: it loads nothing.</p>
-<h2>Runs</h2>@RUNS@
-<h2>Metrics</h2>@METRICS@
-@SYSTEM@
-<h2>Config</h2>@CONFIG@
-<script type="application/json" id="mp-data">@DATA@</script>
-<script>@SCRIPT@</script>
-</body></html>
-"""
-
-# The drawing script: reads #mp-data, draws each <canvas data-section data-chart>,
-# redraws on resize, and shows the values under the pointer in the chart's readout.
-_SCRIPT = r"""
-(function () {
-  "use strict";
-  var status = document.getElementById("status");
-  var data = JSON.parse(document.getElementById("mp-data").textContent);
-  var canvases = Array.prototype.slice.call(document.querySelectorAll("canvas[data-chart]"));
-
-  function fmt(v) {
-    if (v === 0) return "0";
-    var a = Math.abs(v);
-    if (a >= 1e5 || a < 1e-3) return v.toExponential(2).replace("e+", "e");
-    return String(Math.round(v * 1e4) / 1e4);
-  }
-  function ticks(lo, hi, count) {
-    var span = hi - lo, step = Math.pow(10, Math.floor(Math.log10(span / count)));
-    var err = span / count / step;
-    if (err >= 7.5) step *= 10; else if (err >= 3.5) step *= 5; else if (err >= 1.5) step *= 2;
-    var out = [], t = Math.ceil(lo / step) * step;
-    for (; t <= hi + step * 1e-9; t += step) out.push(Math.abs(t) < step * 1e-9 ? 0 : t);
-    return out;
-  }
-  function bounds(chart) {
-    var b = {x0: Infinity, x1: -Infinity, y0: Infinity, y1: -Infinity};
-    chart.lines.forEach(function (l) {
-      for (var i = 0; i < l.x.length; i++) {
-        if (l.x[i] < b.x0) b.x0 = l.x[i]; if (l.x[i] > b.x1) b.x1 = l.x[i];
-        if (l.y[i] < b.y0) b.y0 = l.y[i]; if (l.y[i] > b.y1) b.y1 = l.y[i];
-      }
-    });
-    if (b.x0 === b.x1) { b.x0 -= 1; b.x1 += 1; }
-    if (b.y0 === b.y1) { var d = Math.abs(b.y0) * 0.1 || 1; b.y0 -= d; b.y1 += d; }
-    var pad = (b.y1 - b.y0) * 0.05; b.y0 -= pad; b.y1 += pad;
-    return b;
-  }
-  function draw(canvas, chart, xname, hover) {
-    var ratio = window.devicePixelRatio || 1;
-    var w = canvas.clientWidth || 400, h = canvas.clientHeight || 260;
-    if (canvas.width !== Math.round(w * ratio)) {
-      canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio);
-    }
-    var ctx = canvas.getContext("2d");
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, w, h);
-    var L = 58, R = 12, T = 8, B = 34, pw = w - L - R, ph = h - T - B;
-    var b = bounds(chart);
-    var sx = function (v) { return L + (v - b.x0) / (b.x1 - b.x0) * pw; };
-    var sy = function (v) { return T + ph - (v - b.y0) / (b.y1 - b.y0) * ph; };
-    ctx.font = "11px system-ui, sans-serif"; ctx.lineWidth = 1;
-    ctx.strokeStyle = "#e6e8eb"; ctx.fillStyle = "#57606a";
-    ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    ticks(b.y0, b.y1, 5).forEach(function (t) {
-      var y = Math.round(sy(t)) + 0.5;
-      ctx.beginPath(); ctx.moveTo(L, y); ctx.lineTo(L + pw, y); ctx.stroke();
-      ctx.fillText(fmt(t), L - 6, y);
-    });
-    ctx.textAlign = "center"; ctx.textBaseline = "top";
-    ticks(b.x0, b.x1, Math.max(2, Math.floor(pw / 90))).forEach(function (t) {
-      var x = Math.round(sx(t)) + 0.5;
-      ctx.beginPath(); ctx.moveTo(x, T); ctx.lineTo(x, T + ph); ctx.stroke();
-      ctx.fillText(fmt(t), x, T + ph + 4);
-    });
-    ctx.fillText(xname, L + pw / 2, T + ph + 18);
-    ctx.strokeStyle = "#8b949e"; ctx.strokeRect(L + 0.5, T + 0.5, pw, ph);
-    ctx.save(); ctx.beginPath(); ctx.rect(L, T, pw, ph); ctx.clip();
-    chart.lines.forEach(function (l) {
-      ctx.strokeStyle = ctx.fillStyle = data.runs[l.run].colour; ctx.lineWidth = 2;
-      ctx.beginPath();
-      for (var i = 0; i < l.x.length; i++) {
-        var px = sx(l.x[i]), py = sy(l.y[i]);
-        if (i === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
-      }
-      ctx.stroke();
-      if (l.x.length < 40) {
-        for (var j = 0; j < l.x.length; j++) {
-          ctx.beginPath(); ctx.arc(sx(l.x[j]), sy(l.y[j]), 2.5, 0, 2 * Math.PI); ctx.fill();
-        }
-      }
-    });
-    ctx.restore();
-    if (hover !== undefined) {
-      var xv = b.x0 + (hover - L) / pw * (b.x1 - b.x0), parts = [];
-      ctx.strokeStyle = "#57606a"; ctx.beginPath();
-      ctx.moveTo(hover + 0.5, T); ctx.lineTo(hover + 0.5, T + ph); ctx.stroke();
-      chart.lines.forEach(function (l) {
-        var lo = 0, hi = l.x.length - 1;
-        while (hi - lo > 1) {
-          var mid = (lo + hi) >> 1;
-          if (l.x[mid] < xv) lo = mid; else hi = mid;
-        }
-        var i = Math.abs(l.x[lo] - xv) <= Math.abs(l.x[hi] - xv) ? lo : hi;
-        parts.push(data.runs[l.run].label + ": " + fmt(l.y[i]) + " @ " + fmt(l.x[i]));
-      });
-      return parts.join("   ");
-    }
-    return "";
-  }
-  function spec(canvas) {
-    var section = data.sections[+canvas.dataset.section];
-    return {chart: section.charts[+canvas.dataset.chart], x: section.x};
-  }
-  function drawAll() {
-    var drawn = 0;
-    canvases.forEach(function (canvas) {
-      var s = spec(canvas);
-      draw(canvas, s.chart, s.x);
-      drawn += 1;
-    });
-    document.body.dataset.chartsDrawn = String(drawn);
-    status.textContent = drawn + " of " + canvases.length + " charts drawn.";
-  }
-  try {
-    drawAll();
-    canvases.forEach(function (canvas) {
-      var readout = canvas.parentNode.querySelector(".readout");
-      canvas.addEventListener("mousemove", function (ev) {
-        var s = spec(canvas), r = canvas.getBoundingClientRect();
-        readout.textContent = draw(canvas, s.chart, s.x, ev.clientX - r.left);
-      });
-      canvas.addEventListener("mouseleave", function () {
-        var s = spec(canvas); draw(canvas, s.chart, s.x); readout.textContent = "";
-      });
-    });
-    var pending = null;
-    window.addEventListener("resize", function () {
-      clearTimeout(pending); pending = setTimeout(drawAll, 100);
-    });
-  } catch (err) {
-    document.body.dataset.chartsError = String(err);
-    status.textContent = "Charts could not be drawn: " + err;
-  }
-})();
-"""
+        rows.append({"key": printable(key), "differs": differs and len(runs) > 1,
+                     "cells": [format_value(v) for v in values]})
+    return {"labels": labels, "rows": rows}

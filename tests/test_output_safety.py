@@ -1,0 +1,433 @@
+"""What a run stored is shown as text, never acted on: the HTML report and the terminal.
+
+Runs are built with hostile names, keys and values by the real library and then
+tampered with in their SQLite file, as a crafted run directory would be:
+
+* ``hostile``: named ``"\\x1b]0;pwned\\x07"`` (an OSC that retitles a terminal),
+  with keys ``"@SCRIPT@"`` (the report's old placeholder), ``"k\\x1b[2J"``
+  (clear screen) and ``"</script>..."``, a string value with ``\\r``, a C1 CSI
+  (``\\x9b``) and a bidi override (U+202E), and such config, tags and notes;
+* ``crafted``: its name set to attributes that run a script by themselves
+  (``autofocus onfocus=...``) if they land in a tag, its notes and host to
+  escape sequences; in the report it is shown with the state ``"@DATA@"`` (the
+  report takes run-like objects: its escaping must not rely on the store's reader
+  refusing a state it does not know);
+* ``damaged``: named ``'" onmouseover="alert(1)'``, its state an OSC: a reader
+  may list it or refuse it, but what reaches the terminal is text either way.
+
+The report is rendered and opened in headless Chromium: no script from the data
+runs, the Content-Security-Policy is there (and blocks markup slipped into the
+page), the charts still draw. The ``mpbackend`` command (ls, show, tail, an error
+quoting keys) runs as a subprocess with stdout a pipe: no raw control character
+of the data reaches it. The end summary (terminal and Jupyter forms) is checked
+in this process.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import csv
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import unicodedata
+from html.parser import HTMLParser
+
+import pytest
+from conftest import ROOT
+
+import mpbackend
+from mpbackend.read import end_summary, report
+
+OSC_NAME = "\x1b]0;pwned\x07"
+CLEAR_KEY = "k\x1b[2J"
+SCRIPT_KEY = "@SCRIPT@"
+CLOSE_KEY = "</script><script>document.body.dataset.pwned='key'</script>"
+NASTY = "\x1b[31mred\r\x9b\u202eevil"
+ATTRS = " autofocus tabindex=1 onfocus=document.body.dataset.pwned=1 x="
+QUOTED = '" onmouseover="alert(1)'
+OSC_STATE = "\x1b]0;state\x07\x9b"
+
+# Raw control characters that must never reach a terminal or a page from the data.
+RAW = ("\x1b", "\x07", "\x9b", "\r", "\u202e", "\x00")
+ENV = {"PYTHONPATH": ROOT, "MPBACKEND_SILENT": "1", "COLUMNS": "250", "NO_COLOR": "1",
+       "TERM": "dumb"}
+
+
+def _tamper(run_dir: str, **fields: object) -> None:
+    db = sqlite3.connect(os.path.join(run_dir, "run.db"))
+    try:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        db.execute(f"UPDATE run SET {sets}", list(fields.values()))
+        db.commit()
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """Runs p/hostile, p/crafted and p/damaged (see the module docstring)."""
+    root = tmp_path_factory.mktemp("safety") / "mpruns"
+    try:
+        r = mpbackend.init(project="p", dir=str(root), name=OSC_NAME, id="hostile",
+                           config={"c\x1b]0;cfg\x07": NASTY, "plain": 1},
+                           tags=["t\x1b[2J"], notes="note\x1b]0;note\x07\nline two",
+                           settings={"system_interval": 0})
+        for i in range(6):
+            r.log({SCRIPT_KEY: 1.0 + i, CLEAR_KEY: 2.0 * i, CLOSE_KEY: 3.0 - i, "s": NASTY})
+        r.finish(quiet=True)
+        dirs = {"hostile": r.dir}
+        for rid in ("crafted", "damaged"):
+            c = mpbackend.init(project="p", dir=str(root), name=rid, id=rid,
+                               settings={"system_interval": 0})
+            for i in range(4):
+                c.log({"loss": 1.0 / (i + 1)})
+            c.finish(quiet=True)
+            dirs[rid] = c.dir
+    finally:
+        mpbackend.teardown()
+    _tamper(dirs["crafted"], name=ATTRS, notes=QUOTED + "\x1b[2J", host="h\x1b]0;host\x07")
+    _tamper(dirs["damaged"], state=OSC_STATE, name=QUOTED)
+    return root
+
+
+class _Stated:
+    """A run as ``report`` takes it (ApiRun-like), with the state a crafted file holds."""
+
+    def __init__(self, run, state: str) -> None:
+        self._run, self.state = run, state
+
+    def __getattr__(self, name):
+        return getattr(self._run, name)
+
+
+def _runs(root):
+    """crafted (first: its label opens the data) as "@DATA@", crafted as an OSC, hostile."""
+    api = mpbackend.Api(str(root))
+    crafted, hostile = api.run("crafted"), api.run("hostile")
+    return [_Stated(crafted, "@DATA@"), _Stated(crafted, OSC_STATE), hostile]
+
+
+# -- printable ----------------------------------------------------------------------------
+
+
+def test_printable_shows_every_control_character_as_text():
+    from mpbackend.read.format import format_value, printable
+
+    assert printable(OSC_NAME) == "\\x1b]0;pwned\\x07"
+    assert printable("a\r\n\tb") == "a\\r\\n\\tb"  # no exception for newline and tab
+    assert printable("\x9b\x85\x7f\x00") == "\\x9b\\x85\\x7f\\x00"  # C1, DEL, NUL
+    assert printable("\u202eevil\u2066\u200b\ufeff") == "\\u202eevil\\u2066\\u200b\\ufeff"
+    assert printable("\u2028\u2029\ud800\U000e0001") == "\\u2028\\u2029\\ud800\\U000e0001"
+    for plain in ("loss/val", "é 日本語 🙂 a b", "x" * 500, ""):
+        assert printable(plain) == plain
+    every = "".join(map(chr, range(0x00, 0x3000)))
+    once = printable(every)
+    assert printable(once) == once  # nothing left to escape
+    assert not [c for c in once if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+    assert printable(7) == "7"
+    # format_value is the same path: values, the keys of a dict, and JSON
+    assert format_value(NASTY) == "\\x1b[31mred\\r\\x9b\\u202eevil"
+    assert format_value("two\nlines") == "two\\nlines"
+    assert format_value({"k\x1b": 1.5}) == "k\\x1b 1.5"
+    assert format_value(NASTY, 12) == "\\x1b[31mr..."
+
+
+# -- the HTML report ----------------------------------------------------------------------
+
+
+def _data(page: str) -> dict:
+    found = re.search(r'<script type="application/json" id="mp-data">(.*?)</script>', page,
+                      re.S)
+    assert found, page[:2000]
+    return json.loads(found.group(1))
+
+
+class _Tags(HTMLParser):
+    """Every start tag with its attributes, and the text of every <script>."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def test_report_keeps_the_data_text_in_process(root, tmp_path):
+    out = tmp_path / "report.html"
+    counts = report.html_report(_runs(root), str(out))
+    page = out.read_text(encoding="utf-8")
+    data = _data(page)
+    keys = [c["key"] for c in data["sections"][0]["charts"]]
+    assert keys == ["loss", SCRIPT_KEY, "k\\x1b[2J", CLOSE_KEY], keys  # all four, as text
+    assert counts == {"charts": 4, "system_charts": 0}
+    labels = [r["label"] for r in data["runs"]]
+    assert labels == [ATTRS + " (crafted)"] * 2 + ["\\x1b]0;pwned\\x07 (hostile)"]
+
+    assert page.count("<script") == 2 and page.count("</script>") == 2  # data, and the code
+    assert page.count('"use strict"') == 1  # the script once: no placeholder filled twice
+    assert "\\u003c/script\\u003e" in page  # the key in the JSON
+    assert "&lt;/script&gt;&lt;script&gt;" in page  # the key as a caption
+    assert not any(c in page for c in RAW)
+    assert "@DATA@" in page and SCRIPT_KEY in page  # shown as text, nothing put in their place
+    assert "\\x1b]0;state\\x07\\x9b" in page
+
+    parser = _Tags()
+    parser.feed(page)
+    names = {name for _, attrs in parser.tags for name in attrs}
+    assert names <= {"lang", "charset", "http-equiv", "content", "name", "class", "id",
+                     "type", "data-charts-total", "data-section", "data-chart", "height"}, names
+    assert [a["class"] for t, a in parser.tags if "state" in a.get("class", "")] == [
+        "state other", "state other", "state finished"]
+    (csp,) = [a["content"] for t, a in parser.tags
+              if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["default-src"] == "'none'"
+    code = parser.scripts[1]
+    assert directives["script-src"] == _csp_hash(code), (directives, code[:100])
+    assert "unsafe" not in csp and "http" not in csp and "*" not in csp
+    (style,) = re.findall(r"<style>(.*?)</style>", page, re.S)
+    assert directives["style-src"] == _csp_hash(style)
+    assert not re.search(r"https?:|<link|\bsrc=|@import|url\(", page)  # still self-contained
+
+
+def chromium_binary() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe is not None, "chromium is not installed (apt-get install chromium; .ci/run does)"
+    return exe
+
+
+def headless_dom(tmp_path, page, timeout: float = 60) -> str:
+    """The DOM of ``page`` after its scripts, from one headless Chromium run (as test_cli)."""
+    proc = subprocess.Popen(
+        [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+         "--window-size=1200,1400", "--dump-dom", page.resolve().as_uri()],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cwd=tmp_path)
+    try:
+        out, errors = proc.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+    assert proc.returncode == 0, errors[-2000:]
+    return out
+
+
+def _body(dom: str) -> str:
+    found = re.search(r"<body[^>]*>", dom)
+    assert found, dom[:2000]
+    return found.group(0)
+
+
+@pytest.mark.timeout(120)
+def test_report_in_chromium_runs_no_script_from_the_data(root, tmp_path):
+    out = tmp_path / "report.html"
+    report.html_report(_runs(root), str(out))
+    dom = headless_dom(tmp_path, out)
+    body = _body(dom)
+    assert "pwned" not in body, body  # neither the attributes nor the </script> key ran
+    total = 4  # loss, @SCRIPT@, k\x1b[2J and the </script> key
+    assert f'data-charts-drawn="{total}"' in body, body  # the charts, all drawn
+    assert "data-charts-error" not in body
+    assert f"{total} of {total} charts drawn" in dom
+    assert 'http-equiv="Content-Security-Policy"' in dom
+    data = _data(out.read_text(encoding="utf-8"))
+    assert sum(len(s["charts"]) for s in data["sections"]) == total
+
+    # Markup slipped into the page anyway runs nothing: the CSP allows only the page's script.
+    page = out.read_text(encoding="utf-8")
+    slipped = ('<img src="x" onerror="document.body.dataset.pwned=1">'
+               '<script>document.body.dataset.pwned=2</script>'
+               '<span tabindex="1" autofocus onfocus="document.body.dataset.pwned=3">x</span>')
+    assert page.count("<h2>Config</h2>") == 1
+    injected = tmp_path / "injected.html"
+    injected.write_text(page.replace("<h2>Config</h2>", slipped + "<h2>Config</h2>"),
+                        encoding="utf-8")
+    body = _body(headless_dom(tmp_path, injected))
+    assert "pwned" not in body, body
+    assert f'data-charts-drawn="{total}"' in body, body
+
+
+@pytest.mark.timeout(60)
+def test_report_without_jinja2_names_the_extra(root, tmp_path):
+    out = tmp_path / "report.html"
+    code = ("import sys; sys.modules['jinja2'] = None; from mpbackend.read.cli import main; "
+            f"main(['report', 'hostile', '-o', {str(out)!r}])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **ENV, "MPBACKEND_DIR": str(root)})
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), proc.stderr
+    assert "pip install 'mpbackend[report]'" in lines[0]
+    assert not out.exists() and not os.listdir(tmp_path)
+
+
+def test_setup_cfg_has_the_report_extra_and_its_files():
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    extras = cfg["options.extras_require"]
+    for extra in ("report", "test"):
+        assert "jinja2>=3.0" in extras[extra].split(), extra
+    files = [f.strip() for f in cfg["options.package_data"]["mpbackend.read"].split(",")]
+    assert report.TEMPLATE in files and report.STYLE in files and report.SCRIPT in files
+    for name in files:
+        assert os.path.isfile(os.path.join(ROOT, "mpbackend", "read", name)), name
+
+
+# -- the terminal ---------------------------------------------------------------------------
+
+
+def _cli(root, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -m mpbackend ARGS``, stdout a pipe, output as text (no decoding errors)."""
+    env = {**os.environ, **ENV, "MPBACKEND_DIR": str(root)}
+    env.pop("FORCE_COLOR", None)
+    proc = subprocess.run([sys.executable, "-m", "mpbackend", *args], env=env,
+                          capture_output=True, timeout=timeout, cwd=str(root.parent))
+    out = subprocess.CompletedProcess(proc.args, proc.returncode,
+                                      proc.stdout.decode("utf-8", "strict"),
+                                      proc.stderr.decode("utf-8", "strict"))
+    assert "Traceback" not in out.stderr, out.stderr
+    return out
+
+
+def _clean(text: str, what: str) -> None:
+    found = sorted({repr(c) for c in RAW if c in text})
+    assert not found, f"{what}: raw {', '.join(found)} in {text!r}"
+
+
+@pytest.mark.timeout(120)
+def test_cli_shows_control_characters_as_text(root, tmp_path):
+    ls = _cli(root, "ls", "-m", "s")
+    assert ls.returncode == 0, ls.stderr
+    _clean(ls.stdout + ls.stderr, "ls")  # the damaged run listed, or skipped with a warning
+    assert "\\x1b]0;pwned\\x07" in ls.stdout and ATTRS.strip() in ls.stdout
+    assert "\\x1b[31mred\\r\\x9b\\u202eevil" in ls.stdout  # the -m column
+    assert "\\x1b]0;state\\x07\\x9b" in ls.stdout + ls.stderr
+
+    show = _cli(root, "show", "hostile")
+    assert show.returncode == 0, show.stderr
+    _clean(show.stdout + show.stderr, "show")
+    for shown in ("\\x1b]0;pwned\\x07", "k\\x1b[2J", "\\x1b[31mred\\r\\x9b\\u202eevil",
+                  "c\\x1b]0;cfg\\x07", "t\\x1b[2J", "note\\x1b]0;note\\x07\\nline two",
+                  SCRIPT_KEY, CLOSE_KEY):
+        assert shown in show.stdout, (shown, show.stdout)
+    show = _cli(root, "show", "crafted")
+    assert show.returncode == 0, show.stderr
+    _clean(show.stdout + show.stderr, "show crafted")
+    assert QUOTED + "\\x1b[2J" in show.stdout and "h\\x1b]0;host\\x07" in show.stdout
+    damaged = _cli(root, "show", "damaged")  # shown, or "Error: ... damaged" quoting it
+    assert damaged.returncode in (0, 1), damaged.stderr
+    _clean(damaged.stdout + damaged.stderr, "show damaged")
+    assert "\\x1b]0;state\\x07\\x9b" in damaged.stdout + damaged.stderr
+
+    tail = _cli(root, "tail", "hostile", "--no-follow", "-n", "2")
+    assert tail.returncode == 0, tail.stderr
+    _clean(tail.stdout + tail.stderr, "tail")
+    lines = tail.stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert "k\\x1b[2J=10" in lines[1] and "s=\\x1b[31mred\\r\\x9b\\u202eevil" in lines[1]
+    tail = _cli(root, "tail", "damaged", "-n", "1", "--timeout", "0.2", "--interval", "0.05")
+    assert tail.returncode in (0, 1), tail.stderr  # "(still <state>)", or an error
+    _clean(tail.stdout + tail.stderr, "tail damaged")
+    assert "\\x1b]0;state\\x07\\x9b" in tail.stderr, tail.stderr
+
+    # An error that quotes the keys of a run: one line, the keys as text.
+    plot = _cli(root, "plot", "hostile", "-k", "nope", "-o", str(tmp_path / "x.png"))
+    assert plot.returncode == 1, plot.stderr
+    _clean(plot.stdout + plot.stderr, "plot error")
+    assert len(plot.stderr.splitlines()) == 1 and "k\\x1b[2J" in plot.stderr, plot.stderr
+
+    # export writes data, not terminal output: the values as they were logged
+    path = tmp_path / "h.csv"
+    assert _cli(root, "export", "hostile", "-o", str(path)).returncode == 0
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[-1]["s"] == NASTY and rows[-1][CLEAR_KEY] == "10.0"
+
+
+def test_cli_state_and_markup_in_process():
+    """What the command prints a run's state and any run text with, whatever a reader lets by."""
+    from rich.console import Console
+
+    from mpbackend.read import cli
+
+    class Run:
+        state, exit_code = OSC_STATE, "\x1b[2J"
+
+    console = Console(width=200, color_system=None, force_terminal=False)
+    with console.capture() as got:
+        console.print(cli.state_text(Run()))
+        console.print(cli.escape("[bold]" + OSC_NAME + "[/]"))
+    shown = got.get()
+    _clean(shown, "state_text, escape")
+    assert shown == ("\\x1b]0;state\\x07\\x9b (exit \\x1b[2J)\n"
+                     "[bold]\\x1b]0;pwned\\x07[/]\n"), shown
+
+
+# -- the end summary --------------------------------------------------------------------------
+
+
+def test_end_summary_shows_control_characters_as_text(root, monkeypatch, capsys):
+    run_dir = str(root / "p" / "hostile")
+    data = end_summary.read(run_dir)
+    assert data["name"] == OSC_NAME  # read as stored; shown as text
+    text = end_summary.text(data)
+    _clean(text, "end summary text")
+    assert text.startswith("mpbackend: run \\x1b]0;pwned\\x07 (hostile) finished\n"), text
+    assert "k\\x1b[2J" in text and "\\x1b[31mred\\r\\x9b\\u202eevil" in text
+
+    class Ended:  # what show() is given as a run ends
+        id = "hostile"
+        dir = run_dir
+        _quiet = False
+
+    monkeypatch.setattr(end_summary, "how", lambda quiet, settings_quiet=False: "text")
+    end_summary.show(Ended())
+    assert capsys.readouterr().out == text  # the terminal path prints just that
+
+    crafted = end_summary.read(str(root / "p" / "crafted"))
+    assert crafted["name"] == ATTRS
+    damaged = {**data, "name": QUOTED, "state": OSC_STATE, "dir": run_dir + "\x1b[2J"}
+    page = "".join(end_summary.html_summary(d) for d in (data, crafted, damaged))
+    _clean(page, "end summary html")
+    assert html.escape(QUOTED) in page and QUOTED not in page
+    assert "\\x1b]0;state\\x07\\x9b" in page and "\\x1b]0;pwned\\x07 (hostile)" in page
+    assert "&lt;/script&gt;" in page and "</script>" not in page
+    parser = _Tags()
+    parser.feed(page)
+    assert not [n for _, attrs in parser.tags for n in attrs if n.startswith("on")]
+    assert {t for t, _ in parser.tags} <= {"div", "b", "table", "tr", "th", "td", "svg",
+                                           "polyline", "circle", "p", "code"}
+    text = end_summary.text(damaged)
+    _clean(text, "end summary of a damaged run")
+    assert QUOTED in text and "\\x1b]0;state\\x07\\x9b" in text and "\\x1b[2J" in text

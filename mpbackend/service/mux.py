@@ -68,7 +68,7 @@ from typing import Any, NamedTuple
 
 from ..shared import messages as m
 from ..shared.errors import StoreError, error_reply
-from ..shared.queues import BatchQueue, ReplyQueue
+from ..shared.queues import BatchQueue, Blob, Progress, ReplyQueue
 from ..shared.settings import Settings
 from ..shared.version import __version__
 from .internal import Internal
@@ -81,28 +81,49 @@ Mark = tuple[str, int, int | None]
 _WHAT = {m.CONFIG: "a config update", m.SUMMARY: "a summary update",
          m.DEFINE_METRIC: "define_metric()", m.HISTORY_ANY: "a logged row"}
 TERM_GRACE = 10.0
+MAX_FINISHED = 1000  # finish replies kept for a finish asked twice (see _inform_finish)
 INBOX_BATCHES = 16
 _EOF = object()
 
 
 
 def serve(rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int, settings: Settings,
-          resume: tuple[bytes, ...] = (), replay: tuple[bytes, ...] = ()) -> None:
+          start: Blob | None = None, progress: Progress | None = None) -> None:
     """Entry point of the service process ([1]): run StreamMux until stopped.
 
-    After a restart: ``resume``, the runs the dead service had open (pickled
-    InformInit specs), re-opened before the first record is read from rec_q;
-    ``replay``, the user process's batches it had not reported committed.
+    ``start`` (after a restart) holds ``(resume, replay, isolate, skip)``: the
+    runs the dead service had open (pickled InformInit specs), re-opened before
+    the first record is read from rec_q; the user process's batches it had not
+    reported committed; the batches to apply one record at a time and the
+    records not to apply (see ``StreamMux._batch``). ``progress`` is where this
+    service says which batch and record it is applying, for the Manager to read
+    if it dies.
     """
+    resume, replay, isolate, skip = (m.loads(start.read()) if start is not None
+                                     else ((), (), (), ()))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Past RLIMIT_FSIZE a write fails (and is reported) instead of killing the service.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     os.umask(0o022)  # the store's files are never world-writable
     rec_q.close_writer()
     rsp_q.close_reader()
-    mux = StreamMux(rec_q, rsp_q, user_pid, settings)
+    mux = StreamMux(rec_q, rsp_q, user_pid, settings, progress)
+    mux.isolate = set(isolate)
+    mux.skip = {tuple(pair) for pair in skip}
     signal.signal(signal.SIGTERM, mux.on_sigterm)
     mux.run(resume, replay)
+
+
+# Fault injection for the test suite only (tests/test_hostile.py): a service whose
+# environment names a key dies at once, as a crash in C would, when it meets a row with
+# that key. Read once, at import; unset, it costs one comparison per record.
+_CRASH_KEY = os.environ.get("MPBACKEND_TEST_CRASH_KEY") or None
+
+
+def _crash_on(record: tuple | bytes) -> None:
+    if type(record) is tuple and len(record) > 2 and isinstance(record[2], dict) \
+            and _CRASH_KEY in record[2]:
+        os.kill(os.getpid(), signal.SIGKILL)  # no core file
 
 
 class _Failure(NamedTuple):
@@ -182,8 +203,14 @@ class StreamMux:
     """The service's main loop: routes records to one Internal per stream."""
 
     def __init__(self, rec_q: BatchQueue, rsp_q: ReplyQueue, user_pid: int,
-                 settings: Settings) -> None:
+                 settings: Settings, progress: Progress | None = None) -> None:
         self.rec_q = rec_q
+        self.progress = progress
+        # After a restart: batches (seq) a dead service was applying, applied here one
+        # record at a time, and records (seq, index) that killed two services.
+        self.isolate: set[int] = set()
+        self.finished: dict[str, dict[str, Any]] = {}  # the last replies to InformFinish
+        self.skip: set[tuple[int, int]] = set()
         self.rsp_q = rsp_q
         self.user_pid = user_pid
         self.settings = settings
@@ -355,6 +382,8 @@ class StreamMux:
             self._notice("batch", f"a batch of records could not be read and was lost: {exc!r}")
             return
         numbered = token is not None
+        progress = self.progress
+        isolated = False
         if numbered:
             replayed = self.replayed
             if replayed is not None and token == replayed[0] and seq <= replayed[1]:
@@ -362,6 +391,9 @@ class StreamMux:
             self.applied = (token, seq, 0)
             if replay:
                 records = self._not_stored(records, token, seq)
+            if progress is not None:
+                progress.set(seq, -1)
+            isolated = seq in self.isolate
         handlers = self._handlers
         # log() records by stream, in order; applied before any other record, so a
         # request still sees everything sent before it.
@@ -369,6 +401,20 @@ class StreamMux:
         for index, record in enumerate(records):
             if record is None:  # replayed, and already stored
                 continue
+            if isolated:
+                # A dead service was applying this batch: one record at a time, each
+                # named in ``progress`` first, so a record that kills this service too
+                # is known by its index (and skipped by the next, after two deaths).
+                if runs:
+                    self._apply_rows(pid, worker, runs)
+                    runs = {}
+                assert progress is not None
+                progress.set(seq, index)
+                if (seq, index) in self.skip:
+                    self._skipped(record)
+                    continue
+            if _CRASH_KEY is not None:
+                _crash_on(record)
             if type(record) is not tuple:  # pickled at the call: not a plain row
                 try:
                     record = m.loads(record)
@@ -409,6 +455,23 @@ class StreamMux:
             self._apply_rows(pid, worker, runs)
         if numbered:
             self.applied = (token, seq, None)  # the whole batch
+            if progress is not None:
+                progress.set(-1, -1)
+
+    def _skipped(self, record: tuple | bytes) -> None:
+        """A record that killed two services is not applied: stored as an error, told."""
+        if type(record) is not tuple:
+            try:
+                record = m.loads(record)  # type: ignore[arg-type]
+            except Exception:
+                record = (None, None)
+        stream = record[1] if isinstance(record, tuple) and len(record) > 1 else None
+        text = ("a record that stopped the mpbackend service twice was skipped "
+                "(it is lost; the rest of its batch is stored)")
+        for internal in ([self.streams[stream]] if stream in self.streams
+                         else list(self.streams.values())):
+            internal.note_error(text, "")
+        self._notice("skipped", f"run {stream}: {text}" if stream else text, limit=5)
 
     def _apply_rows(self, pid: int, worker: Any, runs: dict[str, list[tuple]]) -> None:
         """The log() records of a batch, run by run; a failure costs only its own run's."""
@@ -560,8 +623,16 @@ class StreamMux:
             raise
 
     def _inform_finish(self, msg: m.InformFinish) -> dict[str, Any]:
+        if msg.stream not in self.streams and msg.stream in self.finished:
+            # Asked again: after a restart the caller's earlier try, left in rec_q by
+            # a service that died first, may have reached this service before it.
+            return self.finished[msg.stream]
         self._open(msg.stream)
-        return self._finish_stream(msg.stream, msg.state, msg.exit_code, msg.dropped)
+        reply = self._finish_stream(msg.stream, msg.state, msg.exit_code, msg.dropped)
+        self.finished[msg.stream] = reply
+        while len(self.finished) > MAX_FINISHED:
+            del self.finished[next(iter(self.finished))]
+        return reply
 
     def _manager_stop(self, msg: m.ManagerStop) -> dict[str, Any]:
         stopped = list(self.streams)

@@ -37,6 +37,7 @@ forkserver); it cannot be sent to a process that is already running.
 from __future__ import annotations
 
 import fcntl
+import mmap
 import multiprocessing.connection
 import os
 import select
@@ -53,6 +54,85 @@ _HEADER = struct.Struct("<8sII")  # magic, body length, crc32 of the body
 MAX_FRAME = 1 << 30
 PIPE_SIZE = 1 << 20
 _READ = 1 << 20
+
+
+class Blob:
+    """Bytes a child process gets as it starts, in an anonymous file (memfd).
+
+    spawn writes the child's Process object, arguments and all, into a pipe whose
+    read end the parent itself keeps open until the write is done: past the
+    pipe's 64 KiB, a child that dies before reading it leaves that write blocked
+    for good. A service's start-up data (the runs to resume, the batches to
+    replay: up to ``buffer_bytes``) goes here instead; only the descriptor
+    travels, as rec_q's does, and the child reads the bytes itself.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._fd = os.memfd_create("mpbackend-start", os.MFD_CLOEXEC)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def __getstate__(self) -> Any:
+        context.assert_spawning(self)
+        return reduction.DupFd(self._fd)
+
+    def __setstate__(self, dupfd: Any) -> None:
+        self._fd = dupfd.detach()
+
+    def read(self) -> bytes:
+        """All of the bytes (in the child); the file is closed after."""
+        try:
+            size = os.fstat(self._fd).st_size
+            parts, offset = [], 0
+            while offset < size:
+                part = os.pread(self._fd, size - offset, offset)
+                if not part:
+                    break
+                parts.append(part)
+                offset += len(part)
+            return b"".join(parts)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+class Progress:
+    """Where the service is in the user process's batches: ``(seq, index)`` in shared memory.
+
+    The service sets it as it starts applying a numbered batch (``index`` -1) and,
+    for a batch it applies one record at a time, at each record; -1 when between
+    batches. After the service dies the Manager reads what it was doing, so a
+    batch (and then a record) that killed a service is not handed whole to the
+    next one (``mpbackend.user.manager``). One ``struct.pack_into`` per batch.
+    """
+
+    _FORMAT = "qq"
+
+    def __init__(self) -> None:
+        self._fd = os.memfd_create("mpbackend-progress", os.MFD_CLOEXEC)
+        os.ftruncate(self._fd, struct.calcsize(self._FORMAT))
+        self._map = mmap.mmap(self._fd, struct.calcsize(self._FORMAT))
+        self.set(-1, -1)
+
+    def __getstate__(self) -> Any:
+        context.assert_spawning(self)
+        return reduction.DupFd(self._fd)
+
+    def __setstate__(self, dupfd: Any) -> None:
+        self._fd = dupfd.detach()
+        self._map = mmap.mmap(self._fd, struct.calcsize(self._FORMAT))
+
+    def set(self, seq: int, index: int) -> None:
+        struct.pack_into(self._FORMAT, self._map, 0, seq, index)
+
+    def get(self) -> tuple[int, int]:
+        seq, index = struct.unpack_from(self._FORMAT, self._map, 0)
+        return seq, index
 
 
 class FileLock:

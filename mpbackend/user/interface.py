@@ -69,6 +69,7 @@ import logging
 import multiprocessing.util
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -200,7 +201,7 @@ class Interface:
                  "_idle", "_in_flight", "_interval", "_limit", "_lock", "_now", "_pid", "_q",
                  "_ready", "_rec_q", "_request_timeout", "_room", "_router", "_sender",
                  "_sender_error", "_seq", "_space", "_token", "_unacked", "_unacked_bytes",
-                 "_unacked_lock", "_unsent", "_waking", "dropped", "dropped_by",
+                 "_unacked_lock", "_unsent", "_waking", "_exit_at", "dropped", "dropped_by",
                  "service_pid", "settings")
 
     def __init__(self, rec_q: BatchQueue, router: Router | None, settings: Settings,
@@ -239,6 +240,7 @@ class Interface:
         self._idle = True
         self._sender: threading.Thread | None = None
         self._closed = False
+        self._exit_at = 0.0  # set by exit_when_drained (a terminated child): see there
         self._broken: str | None = None  # why records are dropped now (None: they are not)
         self._sender_error: str | None = None  # the sender thread died, and why
         self._unsent: list[bytes | tuple] = []  # the batch the sender is writing
@@ -511,6 +513,8 @@ class Interface:
         q = self._q
         empty = 0
         while True:
+            if self._exit_at:
+                _exit_if_drained(self._exit_at)
             if self._idle:
                 if not self._ready.wait(0.1) and not q:
                     if self._closed:
@@ -640,6 +644,11 @@ class Interface:
     def broken(self) -> str | None:
         return self._broken
 
+    def _pending(self) -> bool:
+        """Records not yet written to rec_q (read without the lock: a hint)."""
+        return self._pid == os.getpid() and self._sender is not None and bool(
+            self._q or self._in_flight)
+
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until everything published so far is written to rec_q; True if it is."""
         if self._pid != os.getpid() or self._sender is None:
@@ -666,13 +675,33 @@ class Interface:
             sender.join(timeout=1.0)
 
 
-def drain_all(timeout: float) -> bool:
-    """Write every interface's buffer of this process to rec_q, within ``timeout``."""
+def exit_when_drained(timeout: float) -> bool:
+    """A terminated child: its sender threads end the process once its records are
+    written (or after ``timeout``); False if nothing waits and it may end at once.
+
+    Called from a SIGTERM handler, so it takes no lock and sets no Event: the
+    handler interrupted the main thread somewhere, maybe holding a lock that the
+    sender needs (an Event's, inside ``set()``), so the handler must return
+    before the sender can finish. The sender looks at ``_exit_at`` every round
+    (every ``send_interval``, or 0.1 s when idle). The caller has reset SIGTERM
+    to its default, which the sender then sends.
+    """
+    waiting = [i for i in list(_interfaces) if i._pending()]
     deadline = time.monotonic() + timeout
-    ok = True
-    for interface in list(_interfaces):
-        ok = interface.drain(max(deadline - time.monotonic(), 0.0)) and ok
-    return ok
+    for interface in waiting:
+        interface._exit_at = deadline
+    return bool(waiting)
+
+
+def _exit_if_drained(deadline: float) -> None:
+    """In a sender thread of a terminated child: die of SIGTERM once all is written."""
+    if any(i._pending() for i in list(_interfaces)):
+        if time.monotonic() < deadline:
+            return
+        # Not the logging module: its lock may be held by the interrupted main thread.
+        os.write(2, f"mpbackend: pid {os.getpid()} was terminated before all its logged "
+                    "records reached the service; some are lost\n".encode())
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _after_fork_in_child() -> None:

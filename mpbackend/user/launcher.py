@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import sys
 import threading
 import time
@@ -34,7 +35,7 @@ from typing import Any
 from ..shared import messages as m
 from ..shared.entry import serve
 from ..shared.errors import ServiceError
-from ..shared.queues import BatchQueue, ReplyQueue
+from ..shared.queues import BatchQueue, Blob, Progress, ReplyQueue
 from ..shared.settings import Settings
 
 _start_lock = threading.Lock()  # one process start at a time (the main module is hidden)
@@ -81,22 +82,27 @@ class Service:
         # The router thread and the main thread may both wait for the exit; one
         # waitpid() at a time, or the loser sees ECHILD and no exit code.
         self._reap_lock = threading.Lock()
+        self.progress: Progress | None = None  # what the process was applying; after launch
 
     def start(self, rec_q: BatchQueue | None = None, resume: tuple[bytes, ...] = (),
-              replay: tuple[bytes, ...] = ()) -> m.Ready:
+              replay: tuple[bytes, ...] = (), isolate: tuple[int, ...] = (),
+              skip: tuple[tuple[int, int], ...] = ()) -> m.Ready:
         """[1] Start the process; [2] return its Ready reply (ServiceError if none comes)."""
-        self.launch(rec_q, resume, replay)
+        self.launch(rec_q, resume, replay, isolate, skip)
         return self.wait_ready()
 
     def launch(self, rec_q: BatchQueue | None = None, resume: tuple[bytes, ...] = (),
-               replay: tuple[bytes, ...] = ()) -> None:
+               replay: tuple[bytes, ...] = (), isolate: tuple[int, ...] = (),
+               skip: tuple[tuple[int, int], ...] = ()) -> None:
         """[1] Start the process without waiting for it (``wait_ready`` does).
 
         The caller can do its own start-up work while the new interpreter boots.
         A restart passes the dead service's ``rec_q``, whose spare read end this
         process kept, ``resume``: the runs to re-open (pickled InformInit specs)
         before the new service reads a record, and ``replay``: the batches the
-        dead service had not reported committed, applied next.
+        dead service had not reported committed, applied next; ``isolate``: the
+        batches (by seq) to apply one record at a time, and ``skip``: the records
+        ``(seq, index)`` not to apply, each of which killed two services.
         """
         ctx: Any = multiprocessing.get_context(self.settings.start_method)
         self._own_queue = rec_q is None
@@ -107,12 +113,16 @@ class Service:
             rec_q.open_reader()
         self._rec_q = rec_q
         self._rsp_q = rsp_q = ReplyQueue(ctx)
+        start = Blob(pickle.dumps((resume, replay, isolate, skip), 5))  # see Blob
+        self.progress = Progress()
         process = ctx.Process(target=serve, name="mpbackend-service", daemon=True,
-                              args=(rec_q, rsp_q, os.getpid(), self.settings, resume, replay))
+                              args=(rec_q, rsp_q, os.getpid(), self.settings, start,
+                                    self.progress))
         try:
             with _start_lock, _main_hidden():
                 process.start()
         finally:
+            start.close()
             # Here only the spare read end of rec_q stays open (the service has its
             # own), and no write end of rsp_q: the service's death shows as an EOF.
             rec_q.close_reader()

@@ -72,6 +72,11 @@ class Manager:
         self._restarts = 0
         self._restarted = threading.Event()  # clear while a new service is being started
         self._restarted.set()
+        # What the dead services were applying (``_after_death``): batches to apply
+        # one record at a time, deaths per record, and records to skip.
+        self._isolate: set[int] = set()
+        self._deaths: dict[tuple[int, int], int] = {}
+        self._skip: set[tuple[int, int]] = set()
         if service is None:
             service = Service(settings)
             service.launch()
@@ -136,8 +141,21 @@ class Manager:
             specs = tuple(dumps({**run._spec, "resume": "allow",
                                  "config": run.config.as_dict()})
                           for run in list(self.runs.values()))
-            service = Service(self.settings)
-            ready = service.start(self.service.rec_q, specs, self.interface.unacked())
+            self._after_death(self.service)
+            while True:
+                # A new service that dies before it is ready (killed too, say) costs one
+                # of max_restarts; the next is started from the same state.
+                service = Service(self.settings)
+                try:
+                    ready = service.start(self.service.rec_q, specs, self.interface.unacked(),
+                                          tuple(self._isolate), tuple(self._skip))
+                    break
+                except ServiceError as exc:
+                    if self._stopped or self._restarts >= self.settings.max_restarts:
+                        raise
+                    self._restarts += 1
+                    log.debug("mpbackend: a new service died before it was ready (%s); "
+                              "starting another", exc)
             router = Router(service.rsp_q, service, self._on_broken, self._on_committed)
             router.start()
             self.service, self.router = service, router
@@ -152,6 +170,26 @@ class Manager:
                         "logged from now on is not stored", reason, exc)
         finally:
             self._restarted.set()
+
+    def _after_death(self, dead: Service) -> None:
+        """Note what the dead service was applying, so the next is not given it whole.
+
+        A batch it died in is applied by the next service one record at a time
+        (each named in its ``Progress`` first); a record that a service died in
+        twice is skipped, with an error stored with its run and a warning. A
+        service killed from outside dies in some batch too: that batch costs a
+        slower replay, and only a second death on the very same record a loss.
+        """
+        if dead.progress is None:
+            return
+        seq, index = dead.progress.get()
+        if seq < 0:
+            return
+        self._isolate.add(seq)
+        if index >= 0:
+            deaths = self._deaths[(seq, index)] = self._deaths.get((seq, index), 0) + 1
+            if deaths >= 2:
+                self._skip.add((seq, index))
 
     @property
     def owner(self) -> bool:
@@ -169,15 +207,19 @@ class Manager:
         one, except init and ensure_up, which the caller decides about.
         """
         wait = self.settings.start_timeout if timeout is None else timeout
-        if not self._restarted.is_set():
-            self._restarted.wait(wait)
-        try:
-            return self.interface.communicate(message, timeout)
-        except ServiceError:
-            if self._restarted.is_set() or isinstance(message, (m.InformInit, m.EnsureUp)):
-                raise
-        self._restarted.wait(wait)
-        return self.interface.communicate(message, timeout)
+        while True:
+            if not self._restarted.is_set():
+                self._restarted.wait(wait)
+            restarts = self._restarts
+            try:
+                return self.interface.communicate(message, timeout)
+            except ServiceError:
+                # The Router clears _restarted (in _on_broken) before it fails the
+                # futures: a restart under way, or one since the call, means ask again
+                # (each death costs one of max_restarts, so this ends).
+                if (isinstance(message, (m.InformInit, m.EnsureUp))
+                        or (self._restarted.is_set() and self._restarts == restarts)):
+                    raise
 
     def ensure_up(self) -> dict[str, Any]:
         """[3]/[4] The service answers and runs our version."""
@@ -297,20 +339,20 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     out; its runs end ``finished``, as they would at a normal exit.
 
     A forked child (a Pool worker that ``Pool.terminate()`` stops) inherited this
-    handler but owns no service: it writes what it logged to the pipe (at most
-    CHILD_TERM_DRAIN seconds), then dies of the SIGTERM as it would have without
-    mpbackend. It raises nothing: a SystemExit raised inside an at-fork callback
-    or a finalizer would be swallowed and leave the worker alive.
+    handler but owns no service: its sender thread writes what it logged to the
+    pipe (at most CHILD_TERM_DRAIN seconds), then the process dies of SIGTERM as
+    it would have without mpbackend (``interface.exit_when_drained``). The handler
+    raises nothing (a SystemExit raised inside an at-fork callback or a finalizer
+    would be swallowed and leave the worker alive) and waits for nothing (the
+    thread it interrupted may hold a lock the sender needs).
     """
     if not any(manager.owner for manager in list(_managers)):
-        from .interface import drain_all
+        from .interface import exit_when_drained
 
-        if not drain_all(CHILD_TERM_DRAIN):
-            log.warning("mpbackend: pid %d was terminated before its logged records "
-                        "reached the service; some are lost", os.getpid())
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
+        if not exit_when_drained(CHILD_TERM_DRAIN):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return  # the sender thread ends the process once its records are written
     if kernel_shutting_down():
         _set_exit("finished", None)
     else:

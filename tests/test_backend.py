@@ -243,8 +243,11 @@ def test_9_a_inform_finish(rundir):
     info, rows = read_run(spec["run_dir"])
     assert (info["state"], info["exit_code"]) == ("failed", 3)
     assert [r["v"] for r in rows] == [7]
+    # Asked again (a retry after a restart): the first reply, nothing changed.
+    assert manager.inform_finish("fin-raw", "finished", None) == reply
+    assert read_run(spec["run_dir"])[0]["state"] == "failed"
     with pytest.raises(KeyError):
-        manager.inform_finish("fin-raw", "finished", None)
+        manager.inform_finish("never-opened", "finished", None)
 
     failed = mpbackend.init(project="proj", id="fin-exit")
     failed.finish(exit_code=2)

@@ -927,7 +927,7 @@ def test_nothing_pickled_is_written_and_files_are_not_world_writable(tmp_path):
 
 
 BAD_NAMES = ["../x", "/abs", "a/b", "..", ".", "", "x/..", "../../etc", "a\\b", ".hidden",
-             "-rf", "a\x00b", " a", "a" * 129, "~", "a/../../b"]
+             "-rf", "a\x00b", " a", "a" * 129, "~", "a/../../b", "abc\n", "p\n", "a\nb"]
 
 
 def test_run_ids_and_project_names_are_single_safe_path_components(tmp_path, monkeypatch):

@@ -72,6 +72,12 @@ class Manager:
         self._restarts = 0
         self._restarted = threading.Event()  # clear while a new service is being started
         self._restarted.set()
+        # A new service can die before the thread that started it is done (it dies
+        # replaying): the next restart then waits for that one (_restart_serial),
+        # and _restarted is set only once no restart is left under way.
+        self._restart_lock = threading.Lock()
+        self._restart_serial = threading.Lock()
+        self._restarting = 0
         # What the dead services were applying (``_after_death``): batches to apply
         # one record at a time, deaths per record, and records to skip.
         self._isolate: set[int] = set()
@@ -110,8 +116,10 @@ class Manager:
         if not self.owner:
             return
         if not self._stopped and self.runs and self._restarts < self.settings.max_restarts:
-            self._restarts += 1
-            self._restarted.clear()
+            with self._restart_lock:
+                self._restarts += 1
+                self._restarting += 1
+                self._restarted.clear()
             threading.Thread(target=self._restart, args=(reason, self.interface.dropped),
                              name="mpbackend-restart", daemon=True).start()
             return
@@ -135,6 +143,10 @@ class Manager:
         already holds); a child's records the dead service had read but not
         committed are lost with it.
         """
+        with self._restart_serial:
+            self._restart_one(reason, dropped_before)
+
+    def _restart_one(self, reason: str, dropped_before: int) -> None:
         try:
             from .interface import dumps
 
@@ -169,7 +181,10 @@ class Manager:
             log.warning("mpbackend: %s, and a new service could not be started (%s); what is "
                         "logged from now on is not stored", reason, exc)
         finally:
-            self._restarted.set()
+            with self._restart_lock:
+                self._restarting -= 1
+                if self._restarting == 0:
+                    self._restarted.set()
 
     def _after_death(self, dead: Service) -> None:
         """Note what the dead service was applying, so the next is not given it whole.

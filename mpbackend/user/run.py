@@ -146,18 +146,18 @@ class Run:
         """How a run shows itself in Jupyter: name, state, dir; the summary once ended."""
         import html
 
-        from ..read.format import format_value
+        from ..read.format import format_value, printable
 
         rows = [("name", self.name), ("id", self.id), ("project", self.project),
                 ("state", self.state), ("dir", self.dir)]
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                       f"<td style='text-align:left'>{html.escape(printable(str(v)))}</td></tr>"
                        for k, v in rows)
         out = f"<div class='mpbackend-run'><b>mpbackend run</b><table>{body}</table>"
         if self.state != RUNNING:
             summary = {k: v for k, v in dict(self.summary).items() if not k.startswith("_")}
             if summary:
-                cells = "".join(f"<tr><td style='text-align:left'>{html.escape(k)}</td>"
+                cells = "".join(f"<tr><td style='text-align:left'>{html.escape(printable(k))}</td>"
                                 "<td style='text-align:right'>"
                                 f"{html.escape(format_value(v, 60))}</td></tr>"
                                 for k, v in sorted(summary.items()))

@@ -11,9 +11,8 @@ gets (``UsageError: run X is in use by pid P on host H``). The kernel drops the
 lock when its holder dies, however it dies, so a stale lock is never waited for
 or broken by hand: the next ``init()`` takes it over. Linux's NFS client maps
 ``flock`` onto the server's byte-range locks, so processes on machines that
-share the filesystem exclude each other too. A service also keeps the locks
-it holds in a set, so that two opens of one run in the same service conflict
-even where a filesystem's locks would not.
+share the filesystem exclude each other too. (Two opens of one run in the same
+service are refused before this, by the service's own table of open runs.)
 
 **Whole or not at all.** A new database is built under a temporary name with
 its schema, then renamed to ``run.db``: a process killed while creating it
@@ -40,7 +39,6 @@ from ..shared.paths import DB_NAME
 LOCK_NAME = "run.lock"
 # The files SQLite keeps beside a database, and the lock: none may be a link.
 _RUN_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal", LOCK_NAME)
-_held: set[tuple[int, int]] = set()  # (st_dev, st_ino) of the locks this process holds
 
 
 class RunLock:
@@ -53,7 +51,6 @@ class RunLock:
         self.run_id = run_id
         self.owner_pid = owner_pid
         self._fd = -1
-        self._key: tuple[int, int] | None = None
         self._take()
 
     def _take(self) -> None:
@@ -63,10 +60,6 @@ class RunLock:
         except OSError as exc:
             raise StoreError(f"cannot make the run lock {path}: {exc}") from exc
         try:
-            st = os.fstat(fd)
-            key = (st.st_dev, st.st_ino)
-            if key in _held:
-                raise BlockingIOError
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
@@ -85,8 +78,7 @@ class RunLock:
             os.pwrite(fd, label, 0)
         except OSError:
             pass  # the lock holds without its label; only the error message loses it
-        self._fd, self._key = fd, key
-        _held.add(key)
+        self._fd = fd
 
     def retake(self) -> None:
         """The run directory was deleted and made anew: lock the new ``run.lock``."""
@@ -95,9 +87,6 @@ class RunLock:
 
     def close(self) -> None:
         """Release the lock (idempotent)."""
-        if self._key is not None:
-            _held.discard(self._key)
-            self._key = None
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)  # closing the only descriptor drops the flock

@@ -10,6 +10,12 @@ read-only, so it works on a run that is being written (it sees every committed
 transaction, that is everything before the last ``flush()`` and at most
 ``commit_interval`` more), on a finished one and on a crashed one.
 
+Nothing read is trusted (``store.reader`` says what a reader refuses): a run
+whose database is damaged or hostile raises StoreError naming its file, and
+``Api.runs()`` leaves it out, keeps the message in ``Api.errors`` and lists the
+others. A row's ``_step`` is always its stored step: a history column named
+``_step`` (an old run that logged one) is not read.
+
 ``filters`` follow the MongoDB-style queries of wandb's public API:
 ``{"state": "finished"}``, ``{"config.lr": {"$lt": 0.1}}``,
 ``{"summary.loss": {"$lte": 0.5}}``, ``{"tags": {"$in": ["baseline"]}}``,
@@ -26,8 +32,7 @@ from typing import Any
 
 from ..shared.errors import StoreError
 from ..shared.paths import DB_NAME
-from ..store.reader import RunReader
-from ..store.schema import decode
+from ..store.reader import STEP_KEY, RunReader, checked_values
 
 _OPS = {
     "$eq": lambda a, b: a == b,
@@ -197,28 +202,32 @@ def _sample_positions(n: int, samples: int) -> list[int]:
     return sorted({round(i * (n - 1) / (samples - 1)) for i in range(samples)})
 
 
-def _column(np: Any, chunks: list, offsets: Any, n: int, key: str,
+def _column(np: Any, path: str, chunks: list, offsets: Any, n: int, key: str,
             kinds: set[str]) -> tuple[Any, Any]:
     """One history column as a numpy array, and where it was logged (a bool mask).
 
     Dense int64 columns stay int64; numbers with gaps, or ints mixed with floats,
     become float64 with NaN where the key was not logged; everything else is an
     object array with None there (a dense all-bool column becomes bool).
+    ``chunks`` come from ``RunReader.raw_chunks`` (the positions and the length of
+    f8/i8 data checked there); a json column is decoded with ``checked_values``.
     """
     present = np.zeros(n, dtype=bool)
     numeric = kinds <= {"f8", "i8"}
     ints = np.zeros(n, dtype="<i8") if kinds == {"i8"} else None
     out = np.full(n, np.nan, dtype="f8") if numeric else np.full(n, None, dtype=object)
-    for (_, cols), start in zip(chunks, offsets[:-1]):
+    for number, ((_, cols), start) in enumerate(zip(chunks, offsets[:-1])):
         col = cols.get(key)
         if col is None:
             continue
         kind, idx, data = col
+        rows = int(offsets[number + 1] - start)
         if idx is None:
-            where: Any = slice(start, start + (len(data) // 8 if numeric else
-                                               len(decode(kind, None, data)[1])))
+            where: Any = slice(start, start + rows)
+            count = rows
         else:
             where = np.frombuffer(idx, dtype="<i4") + start
+            count = len(where)
         present[where] = True
         if numeric:
             values = np.frombuffer(data, dtype="<f8" if kind == "f8" else "<i8")
@@ -228,27 +237,34 @@ def _column(np: Any, chunks: list, offsets: Any, n: int, key: str,
         else:
             positions = (range(where.start, where.stop) if isinstance(where, slice)
                          else where.tolist())
-            for pos, value in zip(positions, decode(kind, None, data)[1]):
+            for pos, value in zip(positions, checked_values(path, kind, data, count)):
                 out[pos] = value
     dense = bool(present.all())
     if numeric:
         return (ints if ints is not None and dense else out), present
     logged = [v for v in out[present] if v is not None]
     if logged and all(type(v) in (int, float) for v in logged):
-        return np.array([np.nan if v is None else v for v in out], dtype="f8"), present
+        try:
+            return np.array([np.nan if v is None else v for v in out], dtype="f8"), present
+        except OverflowError:  # an int beyond float64 (JSON ints have no bound): kept as is
+            pass
     if dense and logged and len(logged) == n and all(type(v) is bool for v in logged):
         return out.astype(bool), present
     return out, present
 
 
 def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: str) -> Any:
-    """Assemble a DataFrame column by column from the stored arrays."""
+    """Assemble a DataFrame column by column from the stored arrays.
+
+    ``_step`` is each row's stored step (a stored column of that name is not read).
+    """
     import numpy as np
     import pandas as pd
 
     wanted = None if keys is None else list(dict.fromkeys([x_axis, *keys]))
-    stored = None if wanted is None else [k for k in wanted if k != "_step"]
+    stored = None if wanted is None else [k for k in wanted if k != STEP_KEY]
     with RunReader(run_dir) as reader:
+        path = reader.path
         chunks = list(reader.raw_chunks(stored))
     steps = [np.frombuffer(s, dtype="<i8") for s, _ in chunks]
     offsets = np.cumsum([0] + [len(s) for s in steps])
@@ -261,7 +277,7 @@ def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: st
                                np.empty(0, dtype="<i8")}
     keep = np.ones(n, dtype=bool)
     for key, key_kinds in kinds.items():
-        columns[key], present = _column(np, chunks, offsets, n, key, key_kinds)
+        columns[key], present = _column(np, path, chunks, offsets, n, key, key_kinds)
         if (wanted is not None and key in wanted) or key == x_axis:
             keep &= present
     if wanted is not None and any(k not in columns for k in wanted):
@@ -284,15 +300,23 @@ class Api:
         self.dir = os.path.abspath(dir or os.environ.get("MPBACKEND_DIR", "mpruns"))
         self.errors: dict[str, str] = {}
 
+    def _listdir(self, path: str) -> list[str]:
+        """The names in ``path``, sorted; [] (the error kept in ``errors``) if unreadable."""
+        try:
+            return sorted(os.listdir(path))
+        except OSError as exc:
+            self.errors[path] = f"cannot list {path}: {exc}"
+            return []
+
     def _run_dirs(self, project: str | None) -> Iterator[str]:
         if not os.path.isdir(self.dir):
             return
-        projects = [project] if project is not None else sorted(os.listdir(self.dir))
+        projects = [project] if project is not None else self._listdir(self.dir)
         for name in projects:
             pdir = os.path.join(self.dir, name)
             if not os.path.isdir(pdir):
                 continue
-            for run_id in sorted(os.listdir(pdir)):
+            for run_id in self._listdir(pdir):
                 run_dir = os.path.join(pdir, run_id)
                 if os.path.isfile(os.path.join(run_dir, DB_NAME)):
                     yield run_dir
@@ -302,8 +326,10 @@ class Api:
         """The runs (of ``project``) that match ``filters``, sorted by ``order``.
 
         ``order`` is a field (``created_at``, ``summary.loss``, ``config.lr``)
-        with ``-`` for descending. A run whose database cannot be read is left
-        out and its error kept in ``self.errors``.
+        with ``-`` for descending. A run whose database cannot be read (missing,
+        damaged, or refused by the reader's rules: see ``store.reader``) is left
+        out and its error kept in ``self.errors`` (run directory -> message), so
+        one bad run never hides the others.
         """
         found = []
         self.errors = {}
@@ -312,6 +338,10 @@ class Api:
                 run = ApiRun(run_dir)
             except StoreError as exc:
                 self.errors[run_dir] = str(exc)
+                continue
+            except Exception as exc:  # a reader bug: still list the other runs
+                self.errors[run_dir] = (f"cannot read the run in {run_dir}: unexpected "
+                                        f"{type(exc).__name__}: {exc}")
                 continue
             if filters and not _match(run._document(), filters):
                 continue

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -102,8 +103,32 @@ JSON_FIELDS = ("config", "summary", "tags", "extra")
 
 
 def to_json(value: Any) -> str:
-    """JSON text for the store: NaN/Infinity kept, anything unknown as its str()."""
-    return json.dumps(value, allow_nan=True, separators=(",", ":"), default=str)
+    """JSON text for the store: NaN/Infinity kept, anything unknown as its str().
+
+    An int too long to write as text (over ``sys.get_int_max_str_digits()``
+    digits, which no reader could parse back either) is stored as a float, or as
+    an infinity of its sign, rather than making the whole text unwritable.
+    """
+    try:
+        return json.dumps(value, allow_nan=True, separators=(",", ":"), default=str)
+    except ValueError:
+        return json.dumps(_no_long_ints(value), allow_nan=True, separators=(",", ":"),
+                          default=str)
+
+
+def _no_long_ints(value: Any) -> Any:
+    if type(value) is int:
+        if value.bit_length() < 10_000:
+            return value
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, dict):
+        return {k: _no_long_ints(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_no_long_ints(v) for v in value]
+    return value
 
 
 def little(arr: array) -> array:

@@ -305,7 +305,7 @@ class Interface:
         and counted as SMALL bytes against the bound; anything else takes the
         locked path, which also blocks or drops when the buffer is full.
         """
-        if len(data) > SMALL or len(self._q) >= self._room or self._waking:
+        if len(data) > SMALL or len(self._q) >= self._room:
             self._put_slow(data, False, stream)
             return
         self._push(data)
@@ -319,7 +319,7 @@ class Interface:
         thread pickles it later, together with the rest of its batch. A row of at
         most ``SMALL // ROW_KEY_BYTES`` keys goes lock-free, counted as SMALL bytes.
         """
-        if len(record[2]) > SMALL_ROW or len(self._q) >= self._room or self._waking:
+        if len(record[2]) > SMALL_ROW or len(self._q) >= self._room:
             self._put_slow(record, False, record[1])
             return
         self._push(record)
@@ -335,18 +335,18 @@ class Interface:
             self._wake(self._now)
 
     def _wake(self, event: threading.Event) -> None:
-        """Set ``event``; meanwhile a ``log()`` in this thread only appends (see below).
+        """Set ``event``, unless this thread is already inside ``set()`` of one.
 
         A signal handler runs in the main thread between two bytecodes, possibly
         inside ``Event.set``, which holds the event's own (non-reentrant) lock: a
-        ``log()`` there that set the event again would wait for itself for ever.
-        While this thread is in here its records go to the deque only, and the
-        sender finds them at its next look (at most ``send_interval``, or 0.1 s
-        when idle).
+        ``log()`` there that set an event again would wait for itself for ever.
+        Its record is in the buffer by then; the interrupted ``set()`` wakes the
+        sender, or the sender's next look finds it (at most ``send_interval``, or
+        0.1 s when idle).
         """
         me = threading.get_ident()
         waking = self._waking
-        if me in waking:  # re-entered (a handler's drain): the interrupted call sets it
+        if me in waking:  # re-entered from a signal handler
             return
         waking.add(me)
         try:
@@ -372,9 +372,6 @@ class Interface:
         instead of being dropped, and is written by this thread (within
         ``timeout``) once the sender is dead.
         """
-        if self._waking and threading.get_ident() in self._waking and not urgent:
-            self._q.append(data)  # a signal handler's log() inside our own _wake
-            return
         size = _size(data)
         try:
             with self._lock:

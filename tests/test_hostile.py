@@ -297,6 +297,25 @@ def test_a_service_killed_while_it_makes_the_database_never_leaves_it_without_ta
         assert result(resumed)["state"] == "finished", resumed.stderr
 
 
+def test_a_kill_while_the_database_is_built_leaves_no_run_db(tmp_path):
+    """``store.files.create``: the process is SIGKILLed after the tables are made and
+    before the run row is written: no ``run.db`` exists afterwards (the half-built
+    file has a temporary name), so the id is not left holding an empty run."""
+    path = tmp_path / "run.db"
+    code = textwrap.dedent(f"""
+        import os, signal
+        from mpbackend.store import files, schema
+        def build(conn):
+            conn.executescript(schema.SCHEMA)
+            os.kill(os.getpid(), signal.SIGKILL)
+        files.create({str(path)!r}, build, lambda p: schema.connect(p, readonly=False))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not path.exists()
+    assert any(p.name.startswith("run.db.new-") for p in tmp_path.iterdir())
+
+
 def test_the_store_does_not_follow_links_out_of_dir(rundir, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -383,20 +402,22 @@ DOUBLE_CTRL_C = """
     def press():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(gap)  # the exit hook is running now (a daemon thread runs on)
-        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(int(sys.argv[2])):  # and again, every 10 ms
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
     threading.Thread(target=press, daemon=True).start()
     time.sleep(30)
 """
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("gap", [0.01, 0.03, 0.06])
-def test_ctrl_c_twice_ends_the_run_within_exit_timeout(tmp_path, gap):
-    """The second Ctrl-C lands in the exit hook: it is held back until the hook is
-    done, so the run ends ``interrupted`` with every row, within ``exit_timeout``
-    (before, the hook was abandoned and the process waited out the service's 10 s
-    SIGTERM grace)."""
-    script = Script(DOUBLE_CTRL_C, tmp_path, args=(str(gap),))
+@pytest.mark.parametrize("gap,more", [(0.01, 1), (0.03, 1), (0.06, 1), (0.01, 40)])
+def test_ctrl_c_twice_ends_the_run_within_exit_timeout(tmp_path, gap, more):
+    """The second Ctrl-C (or a burst of them) lands in the exit hook: it is held back
+    until the hook is done, so the run ends ``interrupted`` with every row, within
+    ``exit_timeout`` (before, the hook was abandoned and the process waited out
+    the service's 10 s SIGTERM grace)."""
+    script = Script(DOUBLE_CTRL_C, tmp_path, args=(str(gap), str(more)))
     started = time.monotonic()
     try:
         script.wait(40)
@@ -485,6 +506,47 @@ def test_a_pool_with_the_run_in_its_initializer_keeps_every_row_and_never_hangs(
         assert info["state"] == "finished"
 
 
+SWALLOWER = """
+    import json, multiprocessing as mp, time
+    import mpbackend
+
+    def worker(run):
+        for i in range(100):
+            run.log({"w": float(i)})
+        while True:  # a worker loop that survives any exception (SystemExit too)
+            try:
+                time.sleep(0.05)
+            except BaseException:
+                pass
+
+    if __name__ == "__main__":
+        run = mpbackend.init(project="p", id="swallow")
+        p = mp.get_context("fork").Process(target=worker, args=(run,))
+        p.start()
+        time.sleep(1.0)
+        p.terminate()
+        p.join(10)
+        code = p.exitcode
+        if code is None:
+            p.kill()
+            p.join()
+        run.finish()
+        print("RESULT " + json.dumps({"dir": run.dir, "code": code}))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_terminated_child_dies_of_sigterm_even_if_it_swallows_exceptions(tmp_path):
+    """A forked child inherits mpbackend's SIGTERM handler; in a child it raises
+    nothing (before, its SystemExit could be swallowed, by a broad ``except`` or
+    inside an at-fork callback, and the child outlived ``terminate()``): it dies of
+    the signal, after its rows reached the service."""
+    out = result(run_script(SWALLOWER, tmp_path, timeout=50))
+    assert out["code"] == -signal.SIGTERM
+    _, history = stored(out["dir"])
+    assert [r["w"] for r in history] == [float(i) for i in range(100)]
+
+
 SPAWN_CHILD = """
     import json, multiprocessing as mp
     import mpbackend
@@ -512,7 +574,8 @@ def test_a_spawned_child_that_opens_a_run_finishes_it_at_its_exit(tmp_path):
     info, history = stored(tmp_path / "mpruns" / "p" / "spawned")
     assert info["state"] == "finished", proc.stderr
     assert len(history) == 100
-    assert "restart" not in proc.stderr and "KeyError" not in proc.stderr, proc.stderr
+    # Not stopped under it and restarted (a warning, and 10 s of SIGTERM grace).
+    assert "mpbackend:" not in proc.stderr and "KeyError" not in proc.stderr, proc.stderr
 
 
 

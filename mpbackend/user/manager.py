@@ -28,7 +28,6 @@ replays this process's batches that the dead service had not reported stored
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import multiprocessing.process
 import multiprocessing.util
@@ -38,7 +37,6 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..shared import messages as m
@@ -303,18 +301,18 @@ class Manager:
     def _atexit(self) -> None:
         """Finish the open runs and stop the service, within ``exit_timeout``.
 
-        Ctrl-C while this runs (a second press just after the first) is held back
-        until it is done: the hook is bounded anyway, and a KeyboardInterrupt in
-        it would abandon it and leave the service to be SIGTERMed and waited for.
+        A Ctrl-C while this runs (a second press just after the first) cuts the
+        finishing short, not the stop: the service still ends every open run as
+        ``exit_state`` and exits. Abandoning the hook would leave the service to be
+        SIGTERMed by multiprocessing at exit and waited for (its 10 s grace).
         """
         if not self.owner or self._stopped:
             return
-        with _sigint_held():
-            deadline = time.monotonic() + self.settings.exit_timeout
-            try:
-                self.finish_runs(self.exit_state, deadline, self.exit_code)
-            finally:
-                self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
+        deadline = time.monotonic() + self.settings.exit_timeout
+        try:
+            self.finish_runs(self.exit_state, deadline, self.exit_code)
+        finally:
+            self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
 
 
 _managers: weakref.WeakSet[Manager] = weakref.WeakSet()
@@ -325,26 +323,6 @@ def _set_exit(state: str, exit_code: int | None) -> None:
     for manager in list(_managers):
         manager.exit_state = state
         manager.exit_code = exit_code
-
-
-@contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """SIGINT is noted, not raised, inside the block (main thread only; elsewhere no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
-    except (ValueError, OSError):  # no signals here (an embedded interpreter)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pressed:
-        log.debug("mpbackend: Ctrl-C during the exit hook was held back until it was done")
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -413,9 +413,9 @@ DOUBLE_CTRL_C = """
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("gap,more", [(0.01, 1), (0.03, 1), (0.06, 1), (0.01, 40)])
 def test_ctrl_c_twice_ends_the_run_within_exit_timeout(tmp_path, gap, more):
-    """The second Ctrl-C (or a burst of them) lands in the exit hook: it cuts the
-    finishing short but not the stop, so the run ends ``interrupted`` with every
-    row, within ``exit_timeout`` (before, the hook was abandoned and the process
+    """The second Ctrl-C (or a burst of them) lands in the exit hook: the hook runs
+    again as a multiprocessing finalizer, so the run ends ``interrupted`` with
+    every row, within ``exit_timeout`` (before, the hook was abandoned and the process
     waited out the service's 10 s SIGTERM grace)."""
     script = Script(DOUBLE_CTRL_C, tmp_path, args=(str(gap), str(more)))
     started = time.monotonic()

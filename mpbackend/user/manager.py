@@ -93,9 +93,11 @@ class Manager:
         self.router.start()
         self.ensure_up()
         atexit.register(self._atexit)
-        # A multiprocessing child (a spawn or fork Process, a Pool worker) leaves by
-        # os._exit and runs no atexit hook; its exit handler terminates daemonic
-        # children, the service among them, after the finalizers of priority >= 0.
+        # A multiprocessing child (a spawn or fork Process, a Pool worker) runs its
+        # exit handler before any atexit hook (a forked one runs none); that handler
+        # terminates daemonic children, the service among them, after the
+        # finalizers of priority >= 0. In the main process it runs after our atexit
+        # hook, so it is a second chance for a hook that a Ctrl-C cut short.
         multiprocessing.util.Finalize(None, self._atexit, exitpriority=100)
         _managers.add(self)
         _hook_excepthook()
@@ -301,18 +303,18 @@ class Manager:
     def _atexit(self) -> None:
         """Finish the open runs and stop the service, within ``exit_timeout``.
 
-        A Ctrl-C while this runs (a second press just after the first) cuts the
-        finishing short, not the stop: the service still ends every open run as
-        ``exit_state`` and exits. Abandoning the hook would leave the service to be
-        SIGTERMed by multiprocessing at exit and waited for (its 10 s grace).
+        It is registered twice: with ``atexit`` and as a multiprocessing
+        finalizer. A Ctrl-C that abandons the first call (a second press just
+        after the first) is followed by multiprocessing's own exit function,
+        which runs the finalizers before it SIGTERMs daemonic children: this runs
+        again, and the service ends every open run as ``exit_state`` and exits,
+        instead of being SIGTERMed and waited for (its 10 s grace).
         """
         if not self.owner or self._stopped:
             return
         deadline = time.monotonic() + self.settings.exit_timeout
-        try:
-            self.finish_runs(self.exit_state, deadline, self.exit_code)
-        finally:
-            self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
+        self.finish_runs(self.exit_state, deadline, self.exit_code)
+        self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
 
 
 _managers: weakref.WeakSet[Manager] = weakref.WeakSet()

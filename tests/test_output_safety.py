@@ -431,3 +431,137 @@ def test_end_summary_shows_control_characters_as_text(root, monkeypatch, capsys)
     text = end_summary.text(damaged)
     _clean(text, "end summary of a damaged run")
     assert QUOTED in text and "\\x1b]0;state\\x07\\x9b" in text and "\\x1b[2J" in text
+
+
+# -- a damaged run among others: shown around, never a traceback ------------------------------
+
+
+def _sql(run_dir: str, statement: str, *args: object) -> None:
+    """Run one statement on the run's database, as a damaged or hand-made file would hold."""
+    db = sqlite3.connect(os.path.join(run_dir, "run.db"))
+    try:
+        db.execute(statement, args)
+        db.commit()
+    finally:
+        db.close()
+
+
+def _finished(root, rid: str, rows: int = 40, **extra) -> str:
+    """The directory of run ``p/<rid>`` under ``root``: ``loss`` (f8), ``acc`` (f8) and
+    ``label`` (json) logged ``rows`` times, finished, the service torn down."""
+    try:
+        r = mpbackend.init(project="p", dir=str(root), name=rid, id=rid,
+                           settings={"system_interval": 0}, **extra)
+        for i in range(rows):
+            r.log({"loss": 1.0 / (i + 1), "acc": i / rows, "label": f"x{i}"})
+        r.finish(quiet=True)
+        return r.dir
+    finally:
+        mpbackend.teardown()
+
+
+@pytest.mark.timeout(120)
+def test_report_leaves_out_a_run_whose_history_is_refused(tmp_path):
+    root = tmp_path / "mpruns"
+    _finished(root, "good")
+    bad = _finished(root, "bad")
+    _sql(bad, "UPDATE history_column SET data=? WHERE key='loss'", b"\x00" * 13)  # not 8*n
+
+    out = tmp_path / "report.html"
+    proc = _cli(root, "report", "-o", str(out))  # every run under --dir
+    assert proc.returncode == 0, proc.stderr
+    assert "warning:" in proc.stderr and "skipped" in proc.stderr, proc.stderr
+    assert bad in proc.stderr and "loss" in proc.stderr, proc.stderr  # names the run, the column
+    assert "wrote" in proc.stderr and "1 run," in proc.stderr, proc.stderr
+    data = _data(out.read_text(encoding="utf-8"))
+    assert [r["label"] for r in data["runs"]] == ["good"]
+    charts = {c["key"]: c["lines"] for c in data["sections"][0]["charts"]}
+    assert set(charts) == {"loss", "acc"} and [ln["run"] for ln in charts["loss"]] == [0]
+
+    # In process: the same, the refused run given to warnings.warn when no errors dict is.
+    api = mpbackend.Api(str(root))
+    runs = [api.run("bad"), api.run("good")]
+    with pytest.warns(UserWarning, match="left out .*bad"):
+        counts = report.html_report(runs, str(tmp_path / "in.html"))
+    assert counts == {"charts": 2, "system_charts": 0}
+    errors: dict = {}
+    report.html_report(runs, str(tmp_path / "in.html"), errors=errors)
+    assert list(errors) == [bad] and "loss" in errors[bad]
+
+    # Every run refused: one Error line, nothing written.
+    alone = tmp_path / "alone.html"
+    proc = _cli(root, "report", "bad", "-o", str(alone))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: no run to report"), proc.stderr
+    assert "nothing written" in lines[0] and not alone.exists()
+
+
+BLOCKS_SET = set(end_summary.BLOCKS)
+DEEP = b"[" * 100_000 + b"]" * 100_000  # json.loads: RecursionError, not a StoreError
+
+
+@pytest.mark.parametrize("damage", ["deep json", "miscounted json", "short f8"])
+def test_end_summary_shows_the_rest_when_a_column_is_damaged(tmp_path, monkeypatch, capsys,
+                                                             damage):
+    run_dir = _finished(tmp_path / "mpruns", "hurt")
+    if damage == "deep json":
+        _sql(run_dir, "UPDATE history_column SET data=? WHERE key='label'", DEEP)
+        hurt = "label"
+    elif damage == "miscounted json":
+        _sql(run_dir, "UPDATE history_column SET data=? WHERE key='label'",
+             json.dumps([f"x{i}" for i in range(39)]).encode())  # 39 values for 40 rows
+        hurt = "label"
+    else:
+        _sql(run_dir, "UPDATE history_column SET data=substr(data, 1, 8 * 39) WHERE key='acc'")
+        hurt = "acc"
+
+    class Ended:  # what show() is given as a run ends (as in test_end_summary)
+        id = "hurt"
+        dir = run_dir
+        _quiet = False
+
+    monkeypatch.setattr(end_summary, "how", lambda quiet, settings_quiet=False: "text")
+    end_summary.show(Ended())
+    shown = capsys.readouterr()
+    assert "Traceback" not in shown.out + shown.err
+    assert shown.out.startswith("mpbackend: run hurt finished\n"), shown.out
+    lines = {line.split()[0]: line for line in shown.out.splitlines()[4:-1]}
+    assert set(lines) == {"acc", "label", "loss"}, shown.out  # every summary metric
+    assert lines[hurt].endswith(end_summary.DAMAGED), lines
+    for key in {"acc", "loss"} - {hurt}:  # the others keep their line
+        assert set(lines[key].split()[-1]) <= BLOCKS_SET and len(lines[key].split()) == 3, lines
+    assert "mpbackend show hurt" in shown.out
+
+    data = end_summary.read(run_dir)
+    assert data["damaged"] == [hurt]
+    page = end_summary.html_summary(data)
+    assert page.count("<svg") == (1 if hurt == "acc" else 2) and end_summary.DAMAGED in page
+
+
+# -- a summary _timestamp is user data -------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_cli_shows_a_timestamp_that_is_no_time_as_text(tmp_path):
+    from mpbackend.read.cli import when
+    from mpbackend.read.format import format_value
+
+    root = tmp_path / "mpruns"
+    run_dir = _finished(root, "late")
+    _sql(run_dir, "UPDATE run SET summary=json_set(summary, '$._timestamp', 1e300)")
+    assert mpbackend.Api(str(root)).run("late").summary["_timestamp"] == 1e300
+
+    show = _cli(root, "show", "late")
+    assert show.returncode == 0, show.stderr
+    (line,) = [ln for ln in show.stdout.splitlines() if ln.startswith("_timestamp")]
+    assert line.split() == ["_timestamp", "1e+300"], line
+    assert "Config" in show.stdout and "History" in show.stdout  # the rest, as ever
+    ls = _cli(root, "ls", "-m", "_timestamp")
+    assert ls.returncode == 0, ls.stderr
+    assert "late" in ls.stdout and "1e+300" in ls.stdout, ls.stdout
+
+    for value in (1e300, -5.0, 253402300800, float("nan"), float("inf"), True, "soon"):
+        assert when(value) == format_value(value), value
+    assert when(None) == "" and when(0) == ""
+    assert when(1.7e9).startswith("20") and when(253402300799)[:2] in ("99", "10")

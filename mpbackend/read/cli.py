@@ -137,11 +137,19 @@ def open_runs(refs: Sequence[str], root: str, project: str | None) -> list[ApiRu
     """Runs by reference, or every run (of ``project``) under ``root`` when none is given."""
     if refs:
         return [open_run(ref, root) for ref in refs]
-    runs = Api(root).runs(project=project)
+    api = Api(root)
+    runs = api.runs(project=project)
+    warn_skipped(api.errors)
     if not runs:
         raise CliError(f"no runs under {os.path.abspath(root)}"
                        + (f" in project {project!r}" if project else ""))
     return runs
+
+
+def warn_skipped(errors: dict[str, str]) -> None:
+    """A warning on stderr for each run left out (run directory -> why, as ``Api.errors``)."""
+    for run_dir, message in errors.items():
+        err().print(f"[yellow]warning:[/] skipped {escape(run_dir)}: {escape(message)}")
 
 
 def liveness(run: ApiRun) -> str | None:
@@ -169,9 +177,24 @@ def liveness(run: ApiRun) -> str | None:
 # -- formatting ----------------------------------------------------------------------
 
 
-def when(ts: float | None) -> str:
-    """A timestamp as local date and time."""
-    return "" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+MAX_WHEN = 253402300799  # 9999-12-31 23:59:59 UTC: the last time ``when`` shows as one
+
+
+def when(ts: Any) -> str:
+    """A timestamp as local date and time ("" for None or 0).
+
+    A value that is not a time within ``0..MAX_WHEN`` (a summary ``_timestamp``
+    is user data: 1e300, -5, NaN, a bool, a string) is shown as text by
+    ``format_value``: ``time.localtime`` would raise on it.
+    """
+    if ts is None or (is_number(ts) and ts == 0):
+        return ""
+    if is_number(ts) and 0 < ts <= MAX_WHEN:
+        try:
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+        except (OverflowError, OSError, ValueError):  # a platform's narrower time_t
+            pass
+    return format_value(ts)
 
 
 _STATE_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "crashed": "red",
@@ -253,8 +276,7 @@ def ls_cmd(root: str, project: str | None, states: tuple[str, ...], tags: tuple[
         filters["$and"] = [{"tags": tag} for tag in tags]
     api = Api(root)
     runs = api.runs(project=project, filters=filters or None)
-    for run_dir, message in api.errors.items():
-        err().print(f"[yellow]warning:[/] skipped {escape(run_dir)}: {escape(message)}")
+    warn_skipped(api.errors)
     if not runs:
         if not os.path.isdir(api.dir):
             err().print(f"no runs: {escape(api.dir)} does not exist")
@@ -271,7 +293,7 @@ def ls_cmd(root: str, project: str | None, states: tuple[str, ...], tags: tuple[
     for run in shown:
         table.add_row(escape(run.id), escape(run.name), escape(run.project), state_text(run),
                       escape(run.step), duration(report.runtime(run)),
-                      when(run.created_at),
+                      escape(when(run.created_at)),
                       *(escape(format_value(_summary_value(run, m))) for m in metrics))
     out().print(table)
     if limit and len(runs) > limit:
@@ -616,11 +638,18 @@ def report_cmd(root: str, run_refs: tuple[str, ...], project: str | None, output
     --dir (of --project) is included. Needs jinja2: pip install 'mpbackend[report]'.
     """
     runs = open_runs(run_refs, root, project)
+    refused: dict[str, str] = {}  # run directory -> why its history cannot be read
     try:
         counts = report.html_report(runs, output, keys=list(keys) or None, x=x, points=points,
-                                    title=title)
+                                    title=title, errors=refused)
     except report.MissingExtra as exc:
         raise CliError(str(exc)) from exc
+    except StoreError as exc:  # not one run left: nothing written
+        if len(refused) > 1:
+            warn_skipped(refused)
+        raise CliError(f"{exc}; nothing written") from exc
+    warn_skipped(refused)
+    runs = [run for run in runs if run.dir not in refused]
     for run in runs:
         if run.state == "running":
             stale = liveness(run)

@@ -18,6 +18,8 @@ A history is cut into ``SPARK_POINTS`` equal spans of steps and each span drawn
 at the mean of its finite values (read at most ``PER_POINT`` values per span, so
 a run of millions of rows stays quick); NaN and infinities are skipped, a span
 with no finite value is a gap, and a metric that is never a number has no line.
+A metric whose stored history the reader refuses (a damaged column: StoreError)
+is shown with its value and ``(history unreadable)``; the others as ever.
 
 Nothing is shown with ``finish(quiet=True)``, ``Settings(quiet=True)`` or the
 environment ``MPBACKEND_SILENT=1``; ``finish(quiet=False)`` overrides the setting
@@ -38,12 +40,13 @@ import math
 import os
 import shlex
 import sys
+import time
 from typing import Any
 
+from ..shared.errors import StoreError
 from ..shared.jupyter import in_notebook
 from ..shared.metrics import MetricDefs
-from ..store.reader import RunReader
-from ..store.schema import decode_values
+from ..store.reader import RunReader, checked_values
 from .format import duration, format_value, printable
 
 log = logging.getLogger("mpbackend")
@@ -51,6 +54,8 @@ log = logging.getLogger("mpbackend")
 SPARK_POINTS = 32
 PER_POINT = 64
 MAX_METRICS = 30
+RETRY_BUDGET = 2.0  # seconds for reading a damaged history again, key by key
+DAMAGED = "(history unreadable)"  # in place of the line of a metric whose column is damaged
 BLOCKS = "▁▂▃▄▅▆▇█"
 _TRUE = ("1", "true", "yes", "on")
 
@@ -100,9 +105,11 @@ def read(run_dir: str) -> dict[str, Any]:
     """What the summary shows, read from the run's store.
 
     ``{"id", "name", "state", "dir", "root", "steps", "runtime", "metrics":
-    [(key, value, points)], "more"}`` where ``points`` is a list of floats (NaN
-    for a gap), empty when the metric has no numeric history; ``more`` counts
-    the metrics left out past MAX_METRICS.
+    [(key, value, points)], "more", "damaged"}`` where ``points`` is a list of
+    floats (NaN for a gap), empty when the metric has no numeric history; ``more``
+    counts the metrics left out past MAX_METRICS; ``damaged`` lists the metrics
+    whose history the reader refuses (a damaged column): their value is shown,
+    with no line. StoreError if the run itself cannot be read.
     """
     with RunReader(run_dir) as reader:
         info = reader.info()
@@ -110,23 +117,37 @@ def read(run_dir: str) -> dict[str, Any]:
         keys = [k for k, _ in sorted(info["summary"].items())
                 if not k.startswith("_") and not (metrics.resolve(k) or {}).get("hidden")]
         shown, more = keys[:MAX_METRICS], max(len(keys) - MAX_METRICS, 0)
-        lines = _sparklines(reader, shown) if shown else {}
+        lines, damaged = _sparklines(reader, shown) if shown else ({}, [])
     root = os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
     return {
         "id": info["id"], "name": info["name"] or info["id"], "state": info["state"],
         "dir": run_dir, "root": root, "steps": info["step"],
         "runtime": max(0.0, (info["updated_at"] or 0) - (info["created_at"] or 0)),
         "metrics": [(k, info["summary"][k], lines.get(k, [])) for k in shown],
-        "more": more,
+        "more": more, "damaged": damaged,
     }
 
 
-def _sparklines(reader: RunReader, keys: list[str]) -> dict[str, list[float]]:
-    """Each key's history as SPARK_POINTS bin means (NaN for an empty bin)."""
-    columns: dict[str, list[Any]] = {k: [] for k in keys}
-    for _, cols in reader.raw_chunks(keys):
-        for key, (kind, _idx, data) in cols.items():
-            columns[key].append(decode_values(kind, data))
+def _sparklines(reader: RunReader, keys: list[str]) -> tuple[dict[str, list[float]], list[str]]:
+    """Each key's history as SPARK_POINTS bin means (NaN for an empty bin), and the
+    keys whose history the reader refuses (a damaged column: they get no line)."""
+    try:
+        columns, damaged = _columns(reader, keys)
+    except StoreError:  # raw_chunks refused a chunk: read key by key, to lose only its own
+        columns, damaged = {}, set()
+        deadline = time.monotonic() + RETRY_BUDGET
+        for key in keys:
+            if time.monotonic() > deadline:  # a file slow to read: the rest get no line
+                damaged.add(key)
+                continue
+            try:
+                found, bad = _columns(reader, [key])
+            except StoreError:
+                log.debug("mpbackend: the history of %r could not be read", key, exc_info=True)
+                bad = {key}
+            else:
+                columns.update(found)
+            damaged |= bad
     out = {}
     for key, parts in columns.items():
         n = sum(len(p) for p in parts)
@@ -135,7 +156,32 @@ def _sparklines(reader: RunReader, keys: list[str]) -> dict[str, list[float]]:
         points = _bins(parts, n, min(SPARK_POINTS, n))
         if any(p == p for p in points):
             out[key] = points
-    return out
+    return out, [k for k in keys if k in damaged]
+
+
+def _columns(reader: RunReader, keys: list[str]) -> tuple[dict[str, list[Any]], set[str]]:
+    """The values of each of ``keys``, chunk by chunk, and the keys of a column that
+    ``checked_values`` refuses (too deep, or not one value per row): left out whole.
+
+    StoreError if ``raw_chunks`` refuses the read itself.
+    """
+    columns: dict[str, list[Any]] = {k: [] for k in keys}
+    damaged: set[str] = set()
+    for steps, cols in reader.raw_chunks(keys):
+        rows = len(steps) // 8
+        for key, (kind, idx, data) in cols.items():
+            if key in damaged:
+                continue
+            try:
+                values = checked_values(reader.path, kind, data,
+                                        rows if idx is None else len(idx) // 4)
+            except StoreError:
+                log.debug("mpbackend: the history of %r could not be read", key, exc_info=True)
+                damaged.add(key)
+                del columns[key]
+                continue
+            columns[key].append(values)
+    return columns, damaged
 
 
 def _bins(parts: list[Any], n: int, bins: int) -> list[float]:
@@ -212,9 +258,11 @@ def text(data: dict[str, Any]) -> str:
         values = [format_value(v, 40) for _, v, _ in metrics]
         vwidth = min(max(len(v) for v in values), 40)
         lines.append("  summary")
+        damaged = set(map(printable, data.get("damaged", ())))
         for (key, _, points), value in zip(metrics, values):
             shown = key if len(key) <= width else key[:width - 1] + "…"
-            lines.append(f"    {shown:<{width}}  {value:>{vwidth}}  {spark(points)}".rstrip())
+            line = DAMAGED if key in damaged else spark(points)
+            lines.append(f"    {shown:<{width}}  {value:>{vwidth}}  {line}".rstrip())
         if data["more"]:
             lines.append(f"    ... and {data['more']} more")
     lines.append(f"  more     {more_command(data)}")
@@ -262,10 +310,12 @@ def html_summary(data: dict[str, Any]) -> str:
                    f"<td style='text-align:left'>{e(v)}</td></tr>" for k, v in head)
     out = f"<div class='mpbackend-end'><b>mpbackend run ended</b><table>{rows}</table>"
     if data["metrics"]:
+        damaged = set(data.get("damaged", ()))
         cells = "".join(
             f"<tr><td style='text-align:left'>{e(key)}</td>"
             f"<td style='text-align:right'>{e(format_value(value))}</td>"
-            f"<td>{svg(points)}</td></tr>" for key, value, points in data["metrics"])
+            f"<td>{e(DAMAGED) if key in damaged else svg(points)}</td></tr>"
+            for key, value, points in data["metrics"])
         if data["more"]:
             cells += f"<tr><td colspan='3'>... and {data['more']} more</td></tr>"
         out += f"<table class='mpbackend-summary'>{cells}</table>"

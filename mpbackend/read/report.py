@@ -46,12 +46,14 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
 
+from ..shared.errors import StoreError
 from ..shared.states import TERMINAL_STATES
 from ..store.reader import RunReader, spread
 from .format import duration, flatten, format_value, is_number, printable
@@ -300,18 +302,48 @@ def _page() -> tuple[Any, str, str, str]:
 
 def html_report(runs: Sequence[Any], output: str, keys: Sequence[str] | None = None,
                 x: str = "_step", points: int = DEFAULT_POINTS,
-                title: str | None = None) -> dict[str, int]:
+                title: str | None = None,
+                errors: dict[str, str] | None = None) -> dict[str, int]:
     """Write one self-contained HTML page about ``runs`` to ``output``.
 
     A chart per metric (``keys``, or every numeric key any run logged), all runs
     overlaid against ``x``; a chart per system metric when the runs have them;
     a run table and a config table. Returns counts: ``charts``, ``system_charts``.
     MissingExtra if jinja2 is not installed.
+
+    A run whose history or system metrics a reader refuses (StoreError: a
+    damaged or hostile file) is left out of the page and the others are
+    reported: its message is kept in ``errors`` (run directory -> message, as
+    ``Api.errors``) when given, else given to ``warnings.warn``. StoreError,
+    and nothing written, if no run is left.
     """
     template, style, script, csp = _page()  # first: MissingExtra before any work
     from markupsafe import Markup  # jinja2's own dependency: there, since _page() is
-    history = [read_series(run.dir, keys, x) for run in runs]
-    systems = [rows_series(system_rows(run)) for run in runs]
+    kept: list[Any] = []
+    history: list[dict[str, Series]] = []
+    systems: list[dict[str, Series]] = []
+    refused: dict[str, str] = {}
+    for run in runs:
+        try:
+            series = read_series(run.dir, keys, x)
+            system = rows_series(system_rows(run))
+        except StoreError as exc:
+            refused[run.dir] = str(exc)
+            continue
+        kept.append(run)
+        history.append(series)
+        systems.append(system)
+    if errors is not None:
+        errors.update(refused)
+    else:
+        for run_dir, message in refused.items():
+            warnings.warn(printable(f"mpbackend report: left out {run_dir}: {message}"),
+                          stacklevel=2)
+    if refused and not kept:
+        if len(refused) == 1:
+            raise StoreError(f"no run to report: {next(iter(refused.values()))}")
+        raise StoreError(f"no run to report: none of the {len(runs)} runs can be read")
+    runs = kept
     if keys is None:
         keys = list(dict.fromkeys(k for series in history for k in series))
     sys_keys = list(dict.fromkeys(k for series in systems for k in series))

@@ -496,6 +496,15 @@ def test_report_leaves_out_a_run_whose_history_is_refused(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("Error: no run to report"), proc.stderr
     assert "nothing written" in lines[0] and not alone.exists()
 
+    # plot, the same: the good run drawn, the refused one warned about.
+    png = tmp_path / "loss.png"
+    proc = _cli(root, "plot", "good", "bad", "--key", "loss", "-o", str(png))
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" in proc.stderr and bad in proc.stderr and png.stat().st_size > 0
+    proc = _cli(root, "plot", "bad", "--key", "loss", "-o", str(tmp_path / "none.png"))
+    assert proc.returncode == 1 and proc.stderr.startswith("Error: no run to plot"), \
+        proc.stderr
+
 
 BLOCKS_SET = set(end_summary.BLOCKS)
 DEEP = b"[" * 100_000 + b"]" * 100_000  # json.loads: RecursionError, not a StoreError

@@ -584,8 +584,20 @@ def plot_cmd(root: str, run_refs: tuple[str, ...], keys: tuple[str, ...], x: str
     runs = open_runs(run_refs, root, None)
     keys = tuple(dict.fromkeys(keys))
     output = output or "".join(c if c.isalnum() or c in "-_." else "_" for c in keys[0]) + ".png"
-    missing = {run.path: [k for k, s in report.read_series(run.dir, keys, x).items()]
-               for run in runs}
+    missing: dict[str, list[str]] = {}
+    refused: dict[str, str] = {}
+    readable = []
+    for run in runs:  # a run whose history is refused is left out, as report does
+        try:
+            missing[run.path] = list(report.read_series(run.dir, keys, x))
+        except StoreError as exc:
+            refused[run.dir] = str(exc)
+            continue
+        readable.append(run)
+    if not readable:
+        raise CliError(f"no run to plot: {'; '.join(refused.values())}")
+    warn_skipped(refused)
+    runs = readable
     nothing = [k for k in keys if not any(k in found for found in missing.values())]
     if nothing:
         raise CliError(f"no numeric {', '.join(map(repr, nothing))} against {x!r} in "

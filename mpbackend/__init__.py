@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .shared.settings import Settings
     from .store.reader import RunReader
     from .user.config import Config, ConfigError
+    from .user.everyday import login, termerror, termlog, termwarn
     from .user.init import init
     from .user.run import DisabledRun, Run
     from .user.setup import setup, teardown
@@ -50,6 +51,8 @@ _LAZY = {
     "Config": "user.config", "ConfigError": "user.config", "Summary": "user.summary",
     "DisabledRun": "user.run", "Run": "user.run",
     "init": "user.init", "setup": "user.setup", "teardown": "user.setup",
+    "login": "user.everyday", "termlog": "user.everyday", "termwarn": "user.everyday",
+    "termerror": "user.everyday",
 }
 
 # The current run and its config and summary (set by init(), as wandb.run is).
@@ -105,6 +108,6 @@ def require(*requirements: str, **kwargs: Any) -> None:
 __all__ = [
     "Api", "ApiRun", "Config", "ConfigError", "DisabledRun", "Error", "Metric", "RequestTimeout",
     "Run", "RunReader", "ServiceError", "Settings", "StoreError", "Summary", "UsageError",
-    "__version__", "config", "define_metric", "finish", "init", "log", "require", "run",
-    "setup", "summary", "teardown",
+    "__version__", "config", "define_metric", "finish", "init", "log", "login", "require",
+    "run", "setup", "summary", "teardown", "termerror", "termlog", "termwarn",
 ]

@@ -402,22 +402,25 @@ DOUBLE_CTRL_C = """
     def press():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(gap)  # the exit hook is running now (a daemon thread runs on)
-        for _ in range(int(sys.argv[2])):  # and again, every 10 ms
+        for _ in range(int(sys.argv[2])):  # and again, every sys.argv[3] s
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
+            time.sleep(float(sys.argv[3]))
     threading.Thread(target=press, daemon=True).start()
     time.sleep(30)
 """
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("gap,more", [(0.01, 1), (0.03, 1), (0.06, 1), (0.01, 40)])
-def test_ctrl_c_twice_ends_the_run_within_exit_timeout(tmp_path, gap, more):
-    """The second Ctrl-C (or a burst of them) lands in the exit hook: the hook runs
-    again as a multiprocessing finalizer, so the run ends ``interrupted`` with
-    every row, within ``exit_timeout`` (before, the hook was abandoned and the process
+@pytest.mark.parametrize("gap,more,every", [(0.01, 1, 0.01), (0.03, 1, 0.01),
+                                             (0.06, 1, 0.01), (0.01, 40, 0.01),
+                                             (0.005, 300, 0.002)])
+def test_ctrl_c_twice_ends_the_run_within_exit_timeout(tmp_path, gap, more, every):
+    """The second Ctrl-C (or a burst of them) lands in the exit hook: it is held back
+    until the hook is done (one before the hold-back is followed by the hook again,
+    as a multiprocessing finalizer), so the run ends ``interrupted`` with every
+    row, within ``exit_timeout`` (before, the hook was abandoned and the process
     waited out the service's 10 s SIGTERM grace)."""
-    script = Script(DOUBLE_CTRL_C, tmp_path, args=(str(gap), str(more)))
+    script = Script(DOUBLE_CTRL_C, tmp_path, args=(str(gap), str(more), str(every)))
     started = time.monotonic()
     try:
         script.wait(40)

@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from ..shared import environ
 from ..shared.errors import StoreError
 from ..shared.paths import DB_NAME
 from ..store.reader import STEP_KEY, RunReader, checked_values
@@ -294,10 +295,11 @@ def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: st
 
 
 class Api:
-    """Read the runs stored under ``dir`` (default ``MPBACKEND_DIR`` or ``./mpruns``)."""
+    """Read the runs stored under ``dir`` (default ``MPBACKEND_DIR``, ``<WANDB_DIR>/mpruns``
+    or ``./mpruns``)."""
 
     def __init__(self, dir: str | None = None) -> None:
-        self.dir = os.path.abspath(dir or os.environ.get("MPBACKEND_DIR", "mpruns"))
+        self.dir = os.path.abspath(dir or environ.runs_dir() or "mpruns")
         self.errors: dict[str, str] = {}
 
     def _listdir(self, path: str) -> list[str]:

@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..shared import environ
 from ..shared.errors import StoreError
 from ..shared.paths import DB_NAME
 from ..shared.states import TERMINAL_STATES
@@ -241,8 +242,9 @@ def kv_table(title: str, items: Sequence[tuple[str, Any]]) -> Table:
 
 def _dir_option(fn: Any) -> Any:
     return click.option(
-        "--dir", "root", envvar="MPBACKEND_DIR", default="mpruns", show_default=True,
-        show_envvar=True, type=click.Path(file_okay=False),
+        "--dir", "root", default=lambda: environ.runs_dir() or "mpruns",
+        show_default="MPBACKEND_DIR, <WANDB_DIR>/mpruns or mpruns",
+        type=click.Path(file_okay=False),
         help="Where runs are stored (<dir>/<project>/<run id>/run.db).")(fn)
 
 

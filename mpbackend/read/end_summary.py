@@ -43,6 +43,7 @@ import sys
 import time
 from typing import Any
 
+from ..shared import environ
 from ..shared.errors import StoreError
 from ..shared.jupyter import in_notebook
 from ..shared.metrics import MetricDefs
@@ -57,7 +58,6 @@ MAX_METRICS = 30
 RETRY_BUDGET = 2.0  # seconds for reading a damaged history again, key by key
 DAMAGED = "(history unreadable)"  # in place of the line of a metric whose column is damaged
 BLOCKS = "▁▂▃▄▅▆▇█"
-_TRUE = ("1", "true", "yes", "on")
 
 
 def how(quiet: bool | None, settings_quiet: bool = False) -> str | None:
@@ -67,7 +67,7 @@ def how(quiet: bool | None, settings_quiet: bool = False) -> str | None:
     """
     if quiet or (quiet is None and settings_quiet):
         return None
-    if os.environ.get("MPBACKEND_SILENT", "").strip().lower() in _TRUE:
+    if environ.flag("SILENT"):
         return None
     if in_notebook():
         return "html"

@@ -12,6 +12,8 @@ import math
 import os
 from typing import Any
 
+from . import environ
+
 START_METHODS = ("spawn", "fork", "forkserver")
 FIELDS = ("start_method", "dir", "start_timeout", "request_timeout", "exit_timeout",
           "buffer_bytes", "buffer_policy", "send_interval", "batch_records", "commit_interval",
@@ -41,8 +43,14 @@ def _int(name: str, value: Any, least: int) -> None:
         raise ValueError(f"{name} must be an int >= {least}, not {value!r}")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def _env_start_method() -> str:
+    """``MPBACKEND_START_METHOD`` (checked like the argument), else ``WANDB_START_METHOD``
+    where it names a method this has (wandb's ``thread`` does not), else spawn."""
+    ours = os.environ.get("MPBACKEND_START_METHOD", "").strip()
+    if ours:
+        return ours
+    theirs = environ.value("START_METHOD")
+    return theirs if theirs in START_METHODS else Settings.start_method
 
 
 def _env_interval(name: str, default: float) -> float | None:
@@ -68,9 +76,10 @@ class Settings:
 
     Attributes:
         start_method: how the service process starts: ``spawn`` (default),
-            ``fork`` or ``forkserver``; environment ``MPBACKEND_START_METHOD``.
+            ``fork`` or ``forkserver``; environment ``MPBACKEND_START_METHOD`` (or
+            ``WANDB_START_METHOD``).
         dir: where runs are stored (``<dir>/<project>/<run id>/``); environment
-            ``MPBACKEND_DIR``, default ``./mpruns``.
+            ``MPBACKEND_DIR`` (or ``<WANDB_DIR>/mpruns``), default ``./mpruns``.
         start_timeout: seconds to wait for the service's ready reply.
         request_timeout: default seconds a blocking request (init, flush, finish)
             waits for its reply.
@@ -129,8 +138,8 @@ class Settings:
         environment (see above); every value is checked here: TypeError for a
         wrong type, ValueError for a wrong value."""
         self.start_method = (start_method if start_method is not None
-                             else _env("MPBACKEND_START_METHOD", Settings.start_method))
-        self.dir = dir if dir is not None else _env("MPBACKEND_DIR", Settings.dir)
+                             else _env_start_method())
+        self.dir = dir if dir is not None else (environ.runs_dir() or Settings.dir)
         self.start_timeout = start_timeout
         self.request_timeout = request_timeout
         self.exit_timeout = exit_timeout

@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from ..shared import environ
 from ..shared.jupyter import in_notebook
 from ..shared.paths import check_name, make_dirs, safe_name
 from ..shared.settings import Settings
@@ -66,7 +67,8 @@ def init(project: str | None = None, name: str | None = None, id: str | None = N
     """
     import mpbackend
 
-    mode = mode or os.environ.get("MPBACKEND_MODE") or "online"
+    mode = mode or environ.value("MODE") or "online"
+    mode = "offline" if mode == "dryrun" else mode  # wandb's old name for offline
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if reinit is None:
@@ -80,8 +82,22 @@ def init(project: str | None = None, name: str | None = None, id: str | None = N
             return current
         current.finish()
     settings = Settings.coerce(settings, dir=dir)
+    # What the call leaves out, the environment gives (MPBACKEND_<X>, then WANDB_<X>).
+    project = project if project is not None else environ.value("PROJECT")
     project = check_name("project", project if project is not None else default_project())
-    run_id = check_name("run id", id if id is not None else new_id())
+    run_id = id if id is not None else environ.value("RUN_ID")
+    run_id = check_name("run id", run_id if run_id is not None else new_id())
+    name = name if name is not None else environ.value("NAME")
+    notes = notes if notes is not None else environ.value("NOTES")
+    group = group if group is not None else environ.value("RUN_GROUP")
+    job_type = job_type if job_type is not None else environ.value("JOB_TYPE")
+    if tags is None and environ.value("TAGS") is not None:
+        tags = [t.strip() for t in (environ.value("TAGS") or "").split(",") if t.strip()]
+    if resume is None and environ.value("RESUME") is not None:
+        resume = (environ.value("RESUME") or "").lower()
+        if resume not in ("allow", "must", "never", "auto"):
+            raise ValueError(f"WANDB_RESUME / MPBACKEND_RESUME must be allow, must, never or "
+                             f"auto, not {resume!r}")
     if resume not in (None, False, True, "allow", "must", "never", "auto"):
         raise ValueError(f"resume must be 'allow', 'must', 'never' or a bool, not {resume!r}")
     if tags is not None and (isinstance(tags, str) or

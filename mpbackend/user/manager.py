@@ -28,6 +28,7 @@ replays this process's batches that the dead service had not reported stored
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import multiprocessing.process
 import multiprocessing.util
@@ -37,6 +38,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..shared import messages as m
@@ -308,13 +310,16 @@ class Manager:
         after the first) is followed by multiprocessing's own exit function,
         which runs the finalizers before it SIGTERMs daemonic children: this runs
         again, and the service ends every open run as ``exit_state`` and exits,
-        instead of being SIGTERMed and waited for (its 10 s grace).
+        instead of being SIGTERMed and waited for (its 10 s grace). Inside, SIGINT
+        is noted, not raised (``_sigint_held``): a burst of presses cannot cut
+        both calls short, and the hook is bounded by ``exit_timeout`` anyway.
         """
         if not self.owner or self._stopped:
             return
-        deadline = time.monotonic() + self.settings.exit_timeout
-        self.finish_runs(self.exit_state, deadline, self.exit_code)
-        self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
+        with _sigint_held():  # a burst of Ctrl-C would cut short the second call too
+            deadline = time.monotonic() + self.settings.exit_timeout
+            self.finish_runs(self.exit_state, deadline, self.exit_code)
+            self.stop(max(deadline - time.monotonic(), 0.5), state=self.exit_state)
 
 
 _managers: weakref.WeakSet[Manager] = weakref.WeakSet()
@@ -325,6 +330,27 @@ def _set_exit(state: str, exit_code: int | None) -> None:
     for manager in list(_managers):
         manager.exit_state = state
         manager.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT is noted, not raised, inside the block (main thread only; elsewhere no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        log.debug("mpbackend: %d Ctrl-C during the exit hook held back until it was done",
+                  len(pressed))
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -142,3 +142,25 @@ def test_readme_lists_every_variable():
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     for suffix, _ in TABLE:
         assert f"| `MPBACKEND_{suffix}` | `WANDB_{suffix}` |" in readme, suffix
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("call,state,code", [("sys.exit(3)", "failed", 3),
+                                             ("sys.exit()", "finished", 0),
+                                             ("sys.exit('bad input')", "failed", 1)])
+def test_sys_exit_ends_the_run_with_its_code(tmp_path, call, state, code):
+    """``sys.exit(3)`` records exit code 3 and state ``failed``, as wandb does (before:
+    ``finished`` with no code); the process exits with its code as usual."""
+    script = f"""
+import sys
+import mpbackend as wandb
+run = wandb.init(project="ex", id="exit1")
+wandb.log({{"a": 1.0}})
+{call}
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60,
+                          env={**_CLEAN, "PYTHONPATH": ROOT, "MPBACKEND_DIR": str(tmp_path)})
+    assert proc.returncode == code, proc.stderr
+    info = mpbackend.Api(str(tmp_path)).run("ex/exit1").info()
+    assert (info["state"], info["exit_code"]) == (state, code), proc.stderr

@@ -39,7 +39,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..shared import messages as m
 from ..shared.errors import ServiceError
@@ -421,3 +421,29 @@ def _hook_excepthook() -> None:
 
     excepthook._mpbackend = True  # type: ignore[attr-defined]
     sys.excepthook = excepthook
+    _hook_sys_exit()
+
+
+def _hook_sys_exit() -> None:
+    """Record ``sys.exit(n)`` in the main thread, so atexit ends runs with code ``n``.
+
+    A SystemExit never reaches ``sys.excepthook`` and an atexit hook cannot read
+    the exit status, so, as wandb does, ``sys.exit`` is wrapped: ``sys.exit(3)``
+    ends the open runs ``failed`` with exit code 3, ``sys.exit()`` or ``sys.exit(0)``
+    ``finished`` with 0, a message (``sys.exit("bad")``) ``failed`` with 1. A bare
+    ``raise SystemExit(3)`` is not seen and ends them ``finished``.
+    """
+    if getattr(sys.exit, "_mpbackend", False):
+        return
+    previous = sys.exit
+
+    def exit(status: Any = None) -> NoReturn:
+        if threading.current_thread() is threading.main_thread():
+            code = (0 if status is None else int(status)
+                    if isinstance(status, int) else 1)
+            _set_exit("failed" if code else "finished", code)
+        previous(status)
+
+    exit._mpbackend = True  # type: ignore[attr-defined]
+    exit.__doc__ = previous.__doc__
+    sys.exit = exit

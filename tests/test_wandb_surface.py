@@ -164,3 +164,38 @@ wandb.log({{"a": 1.0}})
     assert proc.returncode == code, proc.stderr
     info = mpbackend.Api(str(tmp_path)).run("ex/exit1").info()
     assert (info["state"], info["exit_code"]) == (state, code), proc.stderr
+
+
+def test_run_attributes_set_after_init_are_stored(rundir):
+    """``run.name = "x"`` (and notes, tags, group, job_type) is stored with the run, as
+    wandb stores it (before, only the local object changed); a wrong type raises at
+    the call and changes nothing."""
+    run = mpbackend.init(project="attrs", id="a1", name="first")
+    run.log({"x": 1.0})
+    run.name = "renamed"
+    run.notes = "set later"
+    run.tags = ["t1", "t2"]
+    run.group = "grp"
+    run.job_type = "eval"
+    with pytest.raises(TypeError):
+        run.tags = "not-a-list"
+    with pytest.raises(TypeError):
+        run.name = 3  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="surrogate"):
+        run.notes = "bad\ud800"
+    run.flush()
+    live = mpbackend.Api(str(rundir)).run("attrs/a1").info()
+    assert (live["name"], live["notes"], live["tags"]) == ("renamed", "set later", ["t1", "t2"])
+    run.finish(quiet=True)
+    info = mpbackend.Api(str(rundir)).run("attrs/a1").info()
+    assert (info["name"], info["group"], info["job_type"]) == ("renamed", "grp", "eval")
+    assert info["tags"] == ["t1", "t2"] and info["state"] == "finished"
+    assert run.name == "renamed" and run.tags == ("t1", "t2")
+
+
+def test_a_disabled_run_keeps_its_attributes_locally():
+    run = mpbackend.init(mode="disabled", name="d")
+    run.name = "e"
+    run.tags = ("x",)
+    assert (run.name, run.tags) == ("e", ("x",))
+    run.finish()

@@ -353,6 +353,22 @@ class Internal:
         for pid in sorted(self._pending, key=lambda p: p != self.owner_pid):
             self._commit_pending(pid)
 
+    def update_meta(self, data: dict[str, Any]) -> None:
+        """``run.name = ...`` (and notes, tags, group, job_type): stored at the next commit.
+
+        Checked again here (the record is data from another process): only the
+        known fields, each a str or None (tags a list of str).
+        """
+        fields = {}
+        for key, value in dict(data).items():
+            column = m.META_FIELDS.get(key)
+            ok = (isinstance(value, list) and all(isinstance(t, str) for t in value)
+                  if key == "tags" else value is None or isinstance(value, str))
+            if column is None or not ok:
+                raise TypeError(f"a run attribute that cannot be set: {key!r}={value!r:.100}")
+            fields[column] = value
+        self.writer.update_run(**fields)
+
     def update_config(self, data: dict[str, Any]) -> None:
         self.config.update(data)
         self.writer.update_run(config=self.config)

@@ -79,7 +79,8 @@ DRAIN_SECONDS = 1.0
 # How far the user process's records are applied (see "Replay marks" above).
 Mark = tuple[str, int, int | None]
 _WHAT = {m.CONFIG: "a config update", m.SUMMARY: "a summary update",
-         m.DEFINE_METRIC: "define_metric()", m.HISTORY_ANY: "a logged row"}
+         m.DEFINE_METRIC: "define_metric()", m.HISTORY_ANY: "a logged row",
+         m.RUN_META: "a run attribute set"}
 TERM_GRACE = 10.0
 MAX_FINISHED = 1000  # finish replies kept for a finish asked twice (see _inform_finish)
 INBOX_BATCHES = 16
@@ -240,6 +241,7 @@ class StreamMux:
             m.CONFIG: self._config,
             m.SUMMARY: self._summary,
             m.DEFINE_METRIC: self._define_metric,
+            m.RUN_META: self._run_meta,
             m.REQUEST: self._request,
         }
         self._requests = {
@@ -543,6 +545,11 @@ class StreamMux:
         internal = self._stream(record[1])
         if internal is not None:
             internal.update_summary(record[2], record[3])
+
+    def _run_meta(self, pid: int, worker: Any, record: tuple) -> None:
+        internal = self._stream(record[1])
+        if internal is not None:
+            internal.update_meta(record[2])
 
     def _define_metric(self, pid: int, worker: Any, record: tuple) -> None:
         internal = self._stream(record[1])

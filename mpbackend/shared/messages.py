@@ -26,6 +26,8 @@ with its batch. A record is a plain tuple whose first item is its opcode:
     (CONFIG, stream, data)                            config update
     (SUMMARY, stream, data, deleted keys)             summary set by the user
     (DEFINE_METRIC, stream, name, definition)         define_metric()
+    (RUN_META, stream, {field: value})                run.name = ... (and notes, tags,
+                                                      group, job_type) set after init()
     (REQUEST, uuid, message)                          a request: one of the
                                                       NamedTuples below
 
@@ -66,6 +68,10 @@ REQUEST = 3
 HISTORY_ANY = 4
 DEFINE_METRIC = 5
 HISTORY_FLOATS = 6
+RUN_META = 7
+# The run attributes a user may set after init() (RUN_META), and their stored column.
+META_FIELDS = {"name": "name", "notes": "notes", "tags": "tags", "group": "run_group",
+               "job_type": "job_type"}
 
 
 class EnsureUp(NamedTuple):

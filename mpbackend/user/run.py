@@ -41,6 +41,7 @@ from .values import (
     PLAIN,
     check_exit_code,
     check_step,
+    check_text,
     learn_keys,
     normalize,
     serialise,
@@ -89,12 +90,12 @@ class Run:
         self.id: str = reply["id"]
         self.dir: str = reply["dir"]
         self.project: str = spec["project"]
-        self.name: str = spec["name"] or self.id
         self.start_time: float = spec["start_time"]
-        self.tags: tuple[str, ...] = tuple(spec.get("tags") or ())
-        self.notes: str | None = spec.get("notes")
-        self.group: str | None = spec.get("group")
-        self.job_type: str | None = spec.get("job_type")
+        # name, notes, tags, group, job_type: properties (see _set_meta).
+        self._meta: dict[str, Any] = {
+            "name": spec["name"], "notes": spec.get("notes"),
+            "tags": tuple(spec.get("tags") or ()), "group": spec.get("group"),
+            "job_type": spec.get("job_type")}
         self.resumed: bool = reply.get("resumed", False)
         self.state = RUNNING
         self._final_step = reply.get("step", 0)
@@ -104,6 +105,72 @@ class Run:
     @property
     def path(self) -> str:
         return f"{self.project}/{self.id}"
+
+    @property
+    def name(self) -> str:
+        """The run's display name (its id if none was given); settable, and stored."""
+        return self._meta["name"] or self.id
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self._set_meta("name", value)
+
+    @property
+    def notes(self) -> str | None:
+        """Free text about the run; settable, and stored."""
+        return self._meta["notes"]
+
+    @notes.setter
+    def notes(self, value: str | None) -> None:
+        self._set_meta("notes", value)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The run's tags; settable (a list or tuple of str), and stored."""
+        return self._meta["tags"]
+
+    @tags.setter
+    def tags(self, value: Any) -> None:
+        self._set_meta("tags", value)
+
+    @property
+    def group(self) -> str | None:
+        """The run's group; settable, and stored."""
+        return self._meta["group"]
+
+    @group.setter
+    def group(self, value: str | None) -> None:
+        self._set_meta("group", value)
+
+    @property
+    def job_type(self) -> str | None:
+        """The run's job type; settable, and stored."""
+        return self._meta["job_type"]
+
+    @job_type.setter
+    def job_type(self, value: str | None) -> None:
+        self._set_meta("job_type", value)
+
+    def _set_meta(self, field: str, value: Any) -> None:
+        """``run.name = "x"`` and the like, as wandb allows: checked here, sent to the
+        service (RUN_META), stored with the run at the next commit."""
+        sent: Any
+        if field == "tags":
+            if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+                    isinstance(t, str) for t in value):
+                raise TypeError(f"run.tags must be a list of str, not {value!r}")
+            value = tuple(check_text(str.__str__(t), "run.tags: a tag") for t in value)
+            sent = list(value)
+        else:
+            if value is not None:
+                if not isinstance(value, str):
+                    raise TypeError(f"run.{field} must be a str or None, not {value!r}")
+                value = check_text(str.__str__(value), f"run.{field}")
+            sent = value
+        if self._interface is not None:  # a DisabledRun keeps it here only
+            self._send_record((m.RUN_META, self.id, {field: sent}), {field: sent},
+                              f"run.{field}")
+        self._meta[field] = value
 
     @property
     def _in_child(self) -> bool:

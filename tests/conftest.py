@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,3 +207,28 @@ def result(completed: subprocess.CompletedProcess) -> dict:
             return json.loads(line[len(RESULT):])
     raise AssertionError(f"no result line (code {completed.returncode});\n"
                          f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")
+
+
+def chromium_binary() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe is not None, "chromium is not installed (apt-get install chromium; .ci/run does)"
+    return exe
+
+
+def headless(exe: str, tmp_path, *args: str, timeout: float = 60) -> str:
+    """Run headless Chromium once (its stdout); its whole process group is killed after."""
+    proc = subprocess.Popen(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, cwd=tmp_path)
+    try:
+        out, errors = proc.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+    assert proc.returncode == 0, errors[-2000:]
+    return out

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from conftest import ROOT, wait_for
+from conftest import ROOT, chromium_binary, headless, wait_for
 
 import mpbackend
 from mpbackend.read import report
@@ -420,31 +420,6 @@ def test_report_is_self_contained_and_downsampled(root, tmp_path):
     assert 1000.0 in line["y"] and min(line["y"]) < -0.99  # the spike and the troughs kept
     assert line["x"] == sorted(line["x"])
     assert "nothing" in page and "big" in page  # both runs in the run table
-
-
-def chromium_binary() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert exe is not None, "chromium is not installed (apt-get install chromium; .ci/run does)"
-    return exe
-
-
-def headless(exe: str, tmp_path, *args: str, timeout: float = 60) -> str:
-    """Run headless Chromium once; its whole process group is killed afterwards."""
-    proc = subprocess.Popen(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
-         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, cwd=tmp_path)
-    try:
-        out, errors = proc.communicate(timeout=timeout)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
-    assert proc.returncode == 0, errors[-2000:]
-    return out
 
 
 def test_report_in_headless_chromium(root, tmp_path):

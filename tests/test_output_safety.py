@@ -33,8 +33,6 @@ import html
 import json
 import os
 import re
-import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -42,7 +40,7 @@ import unicodedata
 from html.parser import HTMLParser
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, chromium_binary, headless
 
 import mpbackend
 from mpbackend.read import end_summary, report
@@ -216,30 +214,10 @@ def test_report_keeps_the_data_text_in_process(root, tmp_path):
     assert not re.search(r"https?:|<link|\bsrc=|@import|url\(", page)  # still self-contained
 
 
-def chromium_binary() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert exe is not None, "chromium is not installed (apt-get install chromium; .ci/run does)"
-    return exe
-
-
-def headless_dom(tmp_path, page, timeout: float = 60) -> str:
-    """The DOM of ``page`` after its scripts, from one headless Chromium run (as test_cli)."""
-    proc = subprocess.Popen(
-        [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
-         "--window-size=1200,1400", "--dump-dom", page.resolve().as_uri()],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        cwd=tmp_path)
-    try:
-        out, errors = proc.communicate(timeout=timeout)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
-    assert proc.returncode == 0, errors[-2000:]
-    return out
+def headless_dom(tmp_path, page) -> str:
+    """The DOM of ``page`` after its scripts, from one headless Chromium run."""
+    return headless(chromium_binary(), tmp_path, "--window-size=1200,1400", "--dump-dom",
+                    page.resolve().as_uri())
 
 
 def _body(dom: str) -> str:

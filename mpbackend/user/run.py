@@ -58,6 +58,12 @@ _time = time.time
 _pickle_dumps = pickle.dumps
 
 
+def _settable(field: str, doc: str) -> property:
+    """A run attribute a user may set after init() (``Run._set_meta`` stores it)."""
+    return property(lambda run: run._meta[field],
+                    lambda run, value: run._set_meta(field, value), doc=doc)
+
+
 class Run:
     """A run: log to it, read and set its config and summary, flush it, finish it.
 
@@ -106,6 +112,12 @@ class Run:
     def path(self) -> str:
         return f"{self.project}/{self.id}"
 
+    notes = _settable("notes", "Free text about the run; settable, and stored.")
+    tags = _settable("tags", "The run's tags (a tuple); settable to a list or tuple of str, "
+                 "and stored.")
+    group = _settable("group", "The run's group; settable, and stored.")
+    job_type = _settable("job_type", "The run's job type; settable, and stored.")
+
     @property
     def name(self) -> str:
         """The run's display name (its id if none was given); settable, and stored."""
@@ -114,42 +126,6 @@ class Run:
     @name.setter
     def name(self, value: str | None) -> None:
         self._set_meta("name", value)
-
-    @property
-    def notes(self) -> str | None:
-        """Free text about the run; settable, and stored."""
-        return self._meta["notes"]
-
-    @notes.setter
-    def notes(self, value: str | None) -> None:
-        self._set_meta("notes", value)
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        """The run's tags; settable (a list or tuple of str), and stored."""
-        return self._meta["tags"]
-
-    @tags.setter
-    def tags(self, value: Any) -> None:
-        self._set_meta("tags", value)
-
-    @property
-    def group(self) -> str | None:
-        """The run's group; settable, and stored."""
-        return self._meta["group"]
-
-    @group.setter
-    def group(self, value: str | None) -> None:
-        self._set_meta("group", value)
-
-    @property
-    def job_type(self) -> str | None:
-        """The run's job type; settable, and stored."""
-        return self._meta["job_type"]
-
-    @job_type.setter
-    def job_type(self, value: str | None) -> None:
-        self._set_meta("job_type", value)
 
     def _set_meta(self, field: str, value: Any) -> None:
         """``run.name = "x"`` and the like, as wandb allows: checked here, sent to the

@@ -238,6 +238,28 @@ def test_a_run_directory_deleted_while_live_is_written_anew_with_every_row(rundi
     assert "run.lock" in os.listdir(run.dir)
 
 
+def test_a_database_replaced_under_a_live_run_is_left_alone_and_told(rundir, caplog):
+    """Another file put at ``run.db`` while the run is live is not overwritten; the user
+    is told, once, that this run's later rows are not kept."""
+    run = mpbackend.init(project="p", id="replaced")
+    run.log({"a": 1.0})
+    run.flush()
+    other = os.path.join(run.dir, "other.db")
+    sqlite3.connect(other).execute("CREATE TABLE mine (x)").connection.commit()
+    os.replace(other, os.path.join(run.dir, "run.db"))
+    with caplog.at_level("WARNING", logger="mpbackend"):
+        run.log({"a": 2.0})
+        run.flush()
+        run.log({"a": 3.0})
+        run.finish(quiet=True)
+    told = [r.getMessage() for r in caplog.records if "replaced by another file" in
+            r.getMessage()]
+    assert len(told) == 1, told
+    conn = sqlite3.connect(os.path.join(run.dir, "run.db"))
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["mine"]
+    conn.close()
+
+
 def test_a_zero_byte_database_from_an_early_kill_does_not_block_the_id(rundir):
     """An older version killed while SQLite made ``run.db`` left a 0-byte file: the
     id is usable again with resume='allow' (nothing was in it)."""

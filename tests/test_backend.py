@@ -16,7 +16,6 @@ import logging
 import math
 import multiprocessing
 import os
-import pickle
 import queue
 import socket
 import sqlite3
@@ -35,7 +34,6 @@ import mpbackend
 from mpbackend.shared import messages as m
 from mpbackend.store.schema import CHUNK_ROWS, SCHEMA_VERSION
 from mpbackend.store.writer import MAX_PARTS
-from mpbackend.user.interface import dumps
 from mpbackend.user.setup import current as current_setup
 
 pytestmark = pytest.mark.timeout(120)
@@ -413,8 +411,7 @@ def test_class_from_main_is_sent_by_value(tmp_path):
 
     The service has no such class (spawn: the script is never imported there),
     so it must travel by value. The service keeps plain data only: an object with
-    ``__float__`` is stored as its float (anything else as its str()). Nothing
-    may break: the run finishes normally.
+    ``__float__`` is stored as its float. Nothing may break: the run finishes normally.
     """
     proc = run_script("""
         import json, pickle, mpbackend
@@ -458,20 +455,40 @@ def test_class_from_main_is_sent_by_value(tmp_path):
     assert finished["summary"]["n"] == 2
 
 
-def test_lambda_is_sendable(rundir):
-    """cloudpickle serialises lambdas, so a lambda is a value log() can send."""
-    payload = dumps(lambda x: x + 1)
-    assert pickle.loads(payload)(1) == 2
-    run = mpbackend.init(project="ser", id="lambda")
-    run.log({"fn": lambda x: x * 2, "k": 1})
+def test_objects_with_no_stored_form_raise_naming_key_and_type(rundir):
+    """A lambda, a module, a class, an instance of an arbitrary class or a matplotlib
+    figure has no faithful stored form: log(), config and summary raise TypeError at
+    the call, naming the key and the type, and nothing is ever stored as its repr."""
+    import os
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    class Opaque:
+        pass
+
+    figure = plt.figure()
+    run = mpbackend.init(project="ser", id="no-form")
+    cases = {"fn": (lambda x: x * 2, "the function"), "mod": (os, "the module 'os'"),
+             "cls": (Opaque, "the class"), "obj": (Opaque(), "a value of type"),
+             "fig": (figure, "matplotlib.figure.Figure"), "plt": (plt, "matplotlib.pyplot")}
+    for key, (value, named) in cases.items():
+        for call, data, what in ((run.log, {key: value, "k": 1}, "log()"),
+                                 (run.log, {"nest": {key: [value]}}, "log()"),
+                                 (run.config.update, {key: value}, "config"),
+                                 (run.summary.update, {key: value}, "summary")):
+            with pytest.raises(TypeError) as caught:
+                call(data)
+            text = str(caught.value)
+            assert text.startswith(f"{what}: the value of ") and key in text, text
+            assert named in text and "has no stored form" in text, text
+    plt.close(figure)
     run.log({"k": 2})
-    run.flush()
-    rows = read_run(run.dir)[1]
-    assert [r["k"] for r in rows] == [1, 2]
-    assert rows[0]["fn"].startswith("<function") and "lambda" in rows[0]["fn"]
     run.finish()
-    assert run.state == "finished"
-    assert read_run(run.dir)[0]["state"] == "finished"
+    info, rows = read_run(run.dir)
+    assert [r["k"] for r in rows] == [2] and info["config"] == {}
+    assert info["state"] == "finished" and {k for k in info["summary"] if k[0] != "_"} == {"k"}
 
 
 def test_unpicklable_values_raise_at_call(rundir, tmp_path):
@@ -519,7 +536,7 @@ def test_mp_queue_fails_late_mpbackend_fails_at_call(rundir, capfd):
     assert "cannot pickle" in capfd.readouterr().err  # the feeder thread's traceback
 
     run = mpbackend.init(project="ser", id="contrast")
-    with pytest.raises(TypeError, match="cannot pickle"):
+    with pytest.raises(TypeError, match="_thread.lock has no stored form"):
         run.log({"lock": lock})
     run.log({"after": 1})
     run.finish()

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ..shared import messages as m
-from .values import convert
+from .values import convert_item
 
 if TYPE_CHECKING:
     from .run import Run
@@ -45,11 +45,12 @@ class Summary(MutableMapping):
                 final.pop(key, None)
             self._final = final
             return
-        clean = {str.__str__(k) if isinstance(k, str) else k: convert(v, run._max_array)
-                 for k, v in data.items()}
-        for key in clean:
+        clean = {}
+        for key, value in data.items():
             if not isinstance(key, str) or not key:
                 raise TypeError(f"summary keys must be non-empty str, not {key!r}")
+            key = str.__str__(key)
+            clean[key] = convert_item("summary", key, value, run._max_array)
         run._send_record((m.SUMMARY, run.id, clean, deleted), clean, "summary")
 
     def update(self, data: Any = (), **kwargs: Any) -> None:  # type: ignore[override]
@@ -72,6 +73,22 @@ class Summary(MutableMapping):
             raise AttributeError(key)
         try:
             return self._current()[key]
+        except KeyError:
+            raise AttributeError(f"summary has no key {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        # ``summary.best = v`` as wandb allows; the object's own fields start with "_".
+        if key.startswith("_"):
+            object.__setattr__(self, key, value)
+        else:
+            self._send({key: value}, [])
+
+    def __delattr__(self, key: str) -> None:
+        if key.startswith("_"):
+            object.__delattr__(self, key)
+            return
+        try:
+            del self[key]
         except KeyError:
             raise AttributeError(f"summary has no key {key!r}") from None
 

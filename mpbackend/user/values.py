@@ -8,13 +8,20 @@ Everything here runs in the caller's thread, so a bad key or value raises
 TypeError or ValueError at the call that made it, naming the key, and nothing
 already logged is touched. numpy and torch scalars become Python numbers,
 arrays lists (up to ``Settings.max_array_size`` elements), nested dicts dotted
-keys; open files and bytes are refused.
+keys; open files, bytes and objects with no faithful stored form (a class
+instance, a module, a function, a figure) are refused with TypeError.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import datetime
+import enum
 import io
+import os
+import types
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,8 +58,10 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
 
     Builtin scalars stay (subclasses become the builtin); numpy and torch
     scalars become numbers, arrays lists; mappings and sequences are converted
-    item by item; dates become ISO text; any other object its float (if it has
-    ``__float__``, as Decimal and Fraction do) or its ``str()``. The service
+    item by item; dates become ISO text, durations seconds, enum members their
+    value, paths and UUIDs their text, dataclasses and argparse namespaces dicts,
+    anything with ``__float__`` (Decimal, Fraction) its float. Any other object
+    raises TypeError: it has no faithful stored form, and its repr is not data. The service
     never sees a user's object, so it never runs a user's ``__float__``,
     ``__str__`` or ``__reduce__``: one that raises, raises here (TypeError, naming
     the key), and one that blocks, blocks the caller, not the service.
@@ -101,17 +110,48 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
         return convert(items, limit, depth + 1)  # object, str or datetime64 arrays
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
-    # Anything else must at least be something a process could be sent (a lock, a
-    # generator or a file open for writing is not data), then goes as a number or text.
-    dumps(value)
-    if hasattr(value, "__float__"):
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return convert(value.value, limit, depth + 1)
+    if isinstance(value, os.PathLike):
+        return str.__str__(os.fsdecode(os.fspath(value)))
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, argparse.Namespace):
+        return convert(vars(value), limit, depth + 1)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return convert({f.name: getattr(value, f.name) for f in dataclasses.fields(value)},
+                       limit, depth + 1)
+    if hasattr(value, "__float__"):  # Decimal, Fraction, a number type of the user's
         try:
             return float(value)
         except (TypeError, ValueError, OverflowError):
             pass
         except Exception as exc:
             raise TypeError(f"float() of the {kind.__name__} raised {exc!r}") from None
-    return _text(value)
+    # Anything else (an instance of an arbitrary class, a module, a function, a
+    # matplotlib figure) has no faithful stored form: its repr is not its value, and a
+    # run that silently keeps "<Figure size 640x480>" has lost what the user meant.
+    raise TypeError(f"{describe(value)} has no stored form; log a number, str, list or "
+                    "dict made from it")
+
+
+def describe(value: Any) -> str:
+    """``value`` as an error names it: ``the module 'os'``, ``a matplotlib.figure.Figure``."""
+    if isinstance(value, types.ModuleType):
+        return f"the module {value.__name__!r}"
+    if isinstance(value, type):
+        return f"the class {_qualified(value)}"
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return f"the function {getattr(value, '__qualname__', '?')}"
+    return f"a value of type {_qualified(type(value))}"
+
+
+def _qualified(kind: type) -> str:
+    if kind.__module__ in ("builtins", "__main__", "__mp_main__"):
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _text(value: Any) -> str:
@@ -143,11 +183,15 @@ def flatten(prefix: str, value: Mapping, out: dict[str, Any], limit: int,
         if isinstance(item, Mapping):
             flatten(f"{prefix}{key}.", item, out, limit, path)
             continue
-        try:
-            out[prefix + key] = convert(item, limit)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"log(): the value of {prefix + key!r} cannot be sent: {exc}"
-                            ) from None
+        out[prefix + key] = convert_item("log()", prefix + key, item, limit)
+
+
+def convert_item(what: str, key: str, value: Any, limit: int) -> Any:
+    """``convert(value)``, its TypeError or ValueError naming the call and the key."""
+    try:
+        return convert(value, limit)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what}: the value of {key!r} cannot be sent: {exc}") from None
 
 
 def learn_keys(data: dict, known: set[str]) -> bool:

@@ -29,7 +29,14 @@ from .shared.version import __version__
 
 if TYPE_CHECKING:
     from .read.api import Api, ApiRun
-    from .shared.errors import Error, RequestTimeout, ServiceError, StoreError, UsageError
+    from .shared.errors import (
+        Error,
+        NoSuchRun,
+        RequestTimeout,
+        ServiceError,
+        StoreError,
+        UsageError,
+    )
     from .shared.metrics import Metric
     from .shared.settings import Settings
     from .store.reader import RunReader
@@ -43,7 +50,7 @@ if TYPE_CHECKING:
 # Where each public name lives; looked up on first use.
 _LAZY = {
     "Api": "read.api", "ApiRun": "read.api",
-    "Error": "shared.errors", "RequestTimeout": "shared.errors",
+    "Error": "shared.errors", "RequestTimeout": "shared.errors", "NoSuchRun": "shared.errors",
     "ServiceError": "shared.errors", "StoreError": "shared.errors",
     "UsageError": "shared.errors",
     "Metric": "shared.metrics", "Settings": "shared.settings",
@@ -54,6 +61,8 @@ _LAZY = {
     "login": "user.everyday", "termlog": "user.everyday", "termwarn": "user.everyday",
     "termerror": "user.everyday",
 }
+# Submodules scripts reach as attributes (``wandb.util.generate_id()``).
+_SUBMODULES = ("util",)
 
 # The current run and its config and summary (set by init(), as wandb.run is).
 run: Run | None = None
@@ -62,6 +71,8 @@ summary: Summary | None = None
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module 'mpbackend' has no attribute {name!r}")
@@ -71,7 +82,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 def _current() -> Run:
@@ -101,13 +112,44 @@ def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
         run.finish(exit_code=exit_code, quiet=quiet)
 
 
+def save(glob_str: Any, base_path: Any = None, policy: str = "live",
+         glob: bool = True) -> list[str]:
+    """``save`` on the current run: copy files into its files."""
+    return _current().save(glob_str, base_path=base_path, policy=policy, glob=glob)
+
+
+def restore(name: str, run_path: str | None = None, replace: bool = False,
+            root: str | None = None) -> Any:
+    """A saved file of the current run, or of ``run_path`` (``"project/id"``), opened."""
+    if run is not None:
+        return run.restore(name, run_path=run_path, replace=replace, root=root)
+    import os
+
+    from .shared.settings import Settings
+    from .user.runfiles import restore as restore_file
+
+    return restore_file(name, run_path, replace, root, None, os.path.abspath(Settings().dir))
+
+
+def alert(title: str, text: str, level: Any = None, wait_duration: Any = None) -> None:
+    """``alert`` on the current run: stored with it and printed."""
+    _current().alert(title, text, level=level, wait_duration=wait_duration)
+
+
+def mark_preempting() -> None:
+    """``mark_preempting`` on the current run."""
+    _current().mark_preempting()
+
+
 def require(*requirements: str, **kwargs: Any) -> None:
     """Accepted for wandb compatibility (``wandb.require("service")``); it changes nothing."""
 
 
 __all__ = [
-    "Api", "ApiRun", "Config", "ConfigError", "DisabledRun", "Error", "Metric", "RequestTimeout",
+    "Api", "ApiRun", "Config", "ConfigError", "DisabledRun", "Error", "Metric", "NoSuchRun",
+    "RequestTimeout",
     "Run", "RunReader", "ServiceError", "Settings", "StoreError", "Summary", "UsageError",
-    "__version__", "config", "define_metric", "finish", "init", "log", "login", "require",
-    "run", "setup", "summary", "teardown", "termerror", "termlog", "termwarn",
+    "__version__", "alert", "config", "define_metric", "finish", "init", "log", "login",
+    "mark_preempting", "require", "restore", "run", "save", "setup", "summary", "teardown",
+    "termerror", "termlog", "termwarn", "util",
 ]

@@ -135,7 +135,7 @@ def test_runs_lists_every_run(store, monkeypatch):
         "api/base", "finished", "g1", "train")
     assert base.notes == "the baseline" and base.tags == ["baseline"]
     assert base.config == {"lr": 0.1, "opt": "adam", "layers": 2}
-    assert base.summary["loss"] == 0.5 and base.summary["val.loss"] == pytest.approx(0.6)
+    assert base.summary["loss"] == 0.5 and base.summary["val"]["loss"] == pytest.approx(0.6)
     assert base.step == 3 and base.exit_code is None
     fail = mpbackend.Api(str(store)).run("api/fail")
     assert (fail.state, fail.exit_code) == ("failed", 1)

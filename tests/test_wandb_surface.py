@@ -199,3 +199,255 @@ def test_a_disabled_run_keeps_its_attributes_locally():
     run.tags = ("x",)
     assert (run.name, run.tags) == ("e", ("x",))
     run.finish()
+
+
+# -- Settings and init()'s keywords ---------------------------------------------------
+
+
+def test_settings_accept_wandb_settings_and_refuse_unknown_names(caplog):
+    """wandb's settings are accepted: the ones with a meaning here set ours (silent
+    -> quiet, _disable_stats -> no system sampling, root_dir -> <root>/mpruns), the
+    run's own ones wait for init(), the rest are ignored with one debug line. A name
+    neither has is a TypeError (a typo must not pass)."""
+    caplog.set_level("DEBUG", logger="mpbackend")
+    s = mpbackend.Settings(silent=True, _disable_stats=True, root_dir="/data",
+                           console="off", start_method="thread", x_label="rank0",
+                           project="from-settings", run_name="n1", mode="disabled")
+    assert s.quiet is True and s.system_interval is None and s.dir == "/data/mpruns"
+    assert s.start_method == "spawn"  # wandb's "thread" has no meaning here
+    assert s.run == {"project": "from-settings", "name": "n1", "mode": "disabled"}
+    assert any("console" in r.getMessage() for r in caplog.records)
+    with pytest.raises(TypeError, match="silnt"):
+        mpbackend.Settings(silnt=True)
+    run = mpbackend.init(settings=s)  # the run's settings reach init()
+    assert isinstance(run, mpbackend.DisabledRun) and run.project == "from-settings"
+    assert run.name == "n1"
+    run.finish()
+
+
+def test_init_takes_wandb_keywords(rundir, tmp_path, capsys, monkeypatch):
+    """entity is recorded; config_exclude_keys / config_include_keys filter the config
+    (both at once: UsageError); sync_tensorboard, monitor_gym and fork_from warn once
+    and go on; anonymous, force, magic, allow_val_change are accepted; a JSON config
+    file is read; resume_from resumes the run it names."""
+    monkeypatch.chdir(tmp_path)
+    run = mpbackend.init(entity="team", project="kw", config={"a": 1, "b": 2, "c": 3},
+                         config_exclude_keys=["b"], anonymous="allow", force=True,
+                         magic=True, allow_val_change=True, sync_tensorboard=True,
+                         monitor_gym=True, tensorboard=True, job_type="train")
+    assert run.entity == "team" and run.path == f"team/kw/{run.id}"
+    assert dict(run.config) == {"a": 1, "c": 3}
+    err = capsys.readouterr().err
+    assert "sync_tensorboard is not supported" in err and "monitor_gym" in err
+    run.log({"x": 1})
+    run.finish()
+    assert mpbackend.Api(str(rundir)).run(f"team/kw/{run.id}").entity == "team"
+    with pytest.raises(mpbackend.UsageError, match="both"):
+        mpbackend.init(config={"a": 1}, config_exclude_keys=["a"], config_include_keys=["a"])
+    (tmp_path / "cfg.json").write_text(json.dumps({"lr": 0.5, "depth": 3, "skip": 1}))
+    again = mpbackend.init(project="kw", config=str(tmp_path / "cfg.json"),
+                           config_include_keys=["lr", "depth"],
+                           resume_from=f"{run.id}?_step=0")
+    assert again.id == run.id and again.resumed and dict(again.config)["lr"] == 0.5
+    assert "skip" not in again.config
+    again.finish()
+    forked = mpbackend.init(project="kw", fork_from=f"{run.id}?_step=0")
+    assert forked.id != run.id and "fork_from is not supported" in capsys.readouterr().err
+    forked.finish()
+    with pytest.raises(ValueError, match="resume_from"):
+        mpbackend.init(project="kw", resume_from="no-step")
+
+
+def test_wandb_config_paths_and_save_code(tmp_path):
+    """WANDB_CONFIG_PATHS files fill the config first, init(config=) wins over them;
+    save_code=True copies the script into the run's files."""
+    (tmp_path / "defaults.json").write_text(json.dumps({"lr": 0.01, "epochs": 5}))
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import json, os
+        import mpbackend as wandb
+        run = wandb.init(project="cp", config={"lr": 0.1}, save_code=True)
+        print("RESULT " + json.dumps({"config": dict(run.config), "dir": run.dir}))
+        wandb.finish()
+    """))
+    env = {**_CLEAN, "PYTHONPATH": ROOT, "WANDB_CONFIG_PATHS": str(tmp_path / "defaults.json"),
+           "MPBACKEND_DIR": str(tmp_path / "mpruns")}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = result(proc)
+    assert out["config"] == {"lr": 0.1, "epochs": 5}
+    stored = mpbackend.Api(str(tmp_path / "mpruns")).run("cp/" + os.path.basename(out["dir"]))
+    assert stored.config == {"lr": 0.1, "epochs": 5}
+    assert [f.name for f in stored.files()] == ["code/train.py"]
+    assert stored.file("code/train.py").download(str(tmp_path / "got")).read() == \
+        script.read_text()
+
+
+# -- the run's files, alerts and attributes --------------------------------------------
+
+
+def test_save_restore_log_code_alert_and_preempting(rundir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "a.pt").write_text("v1")
+    (tmp_path / "ckpt" / "b.pt").write_text("b")
+    (tmp_path / "notes.txt").write_text("now")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "model.py").write_text("# model")
+    (tmp_path / "src" / "data.csv").write_text("1,2")
+    run = mpbackend.init(project="files")
+    saved = mpbackend.save("ckpt/*.pt")  # relative to ckpt/, as wandb keeps them
+    assert sorted(os.path.basename(p) for p in saved) == ["a.pt", "b.pt"]
+    run.save("notes.txt", policy="now")
+    run.save("ckpt/a.pt", base_path=".", policy="end")
+    (tmp_path / "ckpt" / "a.pt").write_text("v2")  # "live" and "end": copied again at the end
+    (tmp_path / "notes.txt").write_text("later")  # "now": not
+    code = run.log_code("src")
+    assert [os.path.basename(p) for p in code] == ["model.py"]
+    with pytest.raises(ValueError, match="policy"):
+        run.save("notes.txt", policy="sometimes")
+    with pytest.raises(ValueError, match="leaves"):
+        run.restore("../run.db")
+    mpbackend.alert(title="loss is NaN", text="at step 3", level="WARN")
+    assert "alert (WARN) loss is NaN: at step 3" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="level"):
+        run.alert("t", "x", level="LOUD")
+    run.mark_preempting()
+    run.finish()
+    stored = mpbackend.Api(str(rundir)).run(run.path)
+    names = {f.name: f for f in stored.files()}
+    assert set(names) == {"a.pt", "b.pt", "notes.txt", "ckpt/a.pt", "code/model.py"}
+    assert open(names["a.pt"].path).read() == "v2" and open(names["ckpt/a.pt"].path).read() == "v2"
+    assert open(names["notes.txt"].path).read() == "now"
+    alerts = stored.info()["extra"]["alerts"]
+    assert [(a["title"], a["text"], a["level"]) for a in alerts] == [
+        ("loss is NaN", "at step 3", "WARN")]
+    assert stored.info()["extra"]["preempting"] is True
+    restored = mpbackend.restore("notes.txt", run_path=run.path, root=str(tmp_path / "out"))
+    assert restored.read() == "now"
+    restored.close()
+    with pytest.raises(ValueError, match="not among the files"):
+        mpbackend.restore("missing.txt", run_path=run.path)
+
+
+def test_run_url_entity_path_and_the_module_level_objects(rundir):
+    run = mpbackend.init(project="attrs", entity="me")
+    assert run.url == run.get_url() and run.url.startswith("file:///")
+    assert run.url.endswith(f"/attrs/{run.id}") and run.get_project_url().endswith("/attrs")
+    assert (run.entity, run.project, run.path) == ("me", "attrs", f"me/attrs/{run.id}")
+    assert mpbackend.run is run and mpbackend.summary is run.summary
+    assert mpbackend.config is run.config and run.resumed is False
+    assert abs(run.start_time - __import__("time").time()) < 60
+    run.finish()
+
+
+def test_generated_names_and_the_default_project_from_git(tmp_path):
+    """No name: adjective-noun-N, N one more than the project's runs. No project: the
+    git repository's name (found from the working directory), with the script's
+    directory below the root added; outside a repository, uncategorized."""
+    repo = tmp_path / "myrepo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "sub" / "deeper").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    body = textwrap.dedent("""
+        import json
+        import mpbackend as wandb
+        names = []
+        for _ in range(2):
+            run = wandb.init()
+            names.append(run.name)
+            run.finish()
+        print("RESULT " + json.dumps({"project": run.project, "names": names}))
+    """)
+    env = {**_CLEAN, "PYTHONPATH": ROOT, "MPBACKEND_DIR": str(tmp_path / "mpruns")}
+    got = {}
+    for where, cwd in (("root", repo), ("deep", repo / "sub" / "deeper"),
+                       ("none", outside)):
+        script = cwd / "train.py"
+        script.write_text(body)
+        proc = subprocess.run([sys.executable, str(script)], cwd=repo if where != "none"
+                              else outside, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        got[where] = result(proc)
+    assert got["root"]["project"] == "myrepo"
+    assert got["deep"]["project"] == "myrepo-sub_deeper"
+    assert got["none"]["project"] == "uncategorized"
+    import re
+    for out in got.values():
+        assert all(re.fullmatch(r"[a-z]+-[a-z]+-\d+", n) for n in out["names"]), out
+        assert [int(n.rsplit("-", 1)[1]) for n in out["names"]] == [1, 2]
+
+
+# -- the read API in wandb's shapes ----------------------------------------------------
+
+
+def test_api_paths_overrides_update_and_errors(rundir):
+    run = mpbackend.init(entity="team", project="shapes", config={"lr": 0.1}, name="first")
+    for i in range(3):
+        run.log({"loss": 1.0 / (i + 1), "acc": i / 10})
+    run.finish()
+    api = mpbackend.Api({"project": "shapes"})  # wandb.Api(overrides) positionally
+    assert api.dir == str(rundir) and api.settings["project"] == "shapes"
+    assert [r.id for r in api.runs("team/shapes")] == [run.id]
+    assert [r.id for r in api.runs("shapes")] == [run.id]
+    assert api.runs("other-entity/none") == []
+    for path in (f"team/shapes/{run.id}", f"team/shapes/runs/{run.id}", f"shapes/{run.id}",
+                 f"team/shapes:{run.id}", f"shapes:{run.id}", run.id, f"/team/shapes/{run.id}/"):
+        assert api.run(path).id == run.id, path
+    with pytest.raises(mpbackend.NoSuchRun, match="nope"):
+        api.run("shapes/nope")
+    with pytest.raises(KeyError):
+        api.run("shapes/nope")
+    with pytest.raises(ValueError, match="invalid run path"):
+        api.run("a/b/c/d")
+    assert mpbackend.Api(timeout=5, overrides={"entity": "team"}).dir == str(rundir)
+    got = api.run(run.path)
+    assert got.lastHistoryStep == 2 and got.metadata["state"] == "finished"
+    assert got.metadata["host"] and got.url.startswith("file://")
+    rows = got.history(keys=["loss"], x_axis="acc", pandas=False)
+    frame = got.history(keys=["loss"], x_axis="acc")
+    assert [sorted(r) for r in rows] == [["_step", "acc", "loss"]] * 3
+    assert list(frame.columns) == ["_step", "acc", "loss"]
+    assert [r["acc"] for r in rows] == frame["acc"].tolist()
+    # update(): edits are stored; a live run refuses them.
+    got.summary["best"] = 0.9
+    got.config["note"] = "tuned"
+    got.name, got.tags, got.notes = "renamed", ["x", "y"], "edited"
+    got.update()
+    again = mpbackend.Api(str(rundir)).run(run.path)
+    assert (again.name, again.tags, again.notes) == ("renamed", ["x", "y"], "edited")
+    assert again.summary["best"] == 0.9 and again.config == {"lr": 0.1, "note": "tuned"}
+    assert again.summary["loss"] == pytest.approx(1 / 3)
+    live = mpbackend.init(project="shapes")
+    live_api = mpbackend.Api(str(rundir)).run(live.path)
+    live_api.summary["x"] = 1
+    with pytest.raises(mpbackend.UsageError, match="in use"):
+        live_api.update()
+    live.finish()
+    empty = mpbackend.Api(str(rundir)).run(live.path)
+    assert empty.lastHistoryStep == -1
+
+
+def test_history_without_pandas_says_what_to_install(rundir, tmp_path):
+    run = mpbackend.init(project="nopd")
+    run.log({"x": 1})
+    run.finish()
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["pandas"] = None  # as if pandas were not installed
+        import mpbackend
+        api_run = mpbackend.Api({str(rundir)!r}).run({run.path!r})
+        print(api_run.history(pandas=False))
+        try:
+            api_run.history()
+        except ImportError as exc:
+            print("ERROR", exc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], env={**_CLEAN, "PYTHONPATH": ROOT},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "'x': 1" in proc.stdout
+    assert "pip install 'mpbackend[pandas]', or pass pandas=False" in proc.stdout

@@ -5,6 +5,11 @@
                                                                 --> system_metrics()
     Api(dir).runs(project, filters, order) --> [ApiRun, ...]
 
+Paths are wandb's: ``Api().runs("entity/project")``, ``Api().run("entity/project/id")``
+(also ``entity/project/runs/id``, ``project/id``, ``project:id`` and the id alone);
+the entity is accepted and, for a run started with one, recorded
+(``ApiRun.entity``), never required to match.
+
 Nothing here talks to the service: the reader opens each run's SQLite database
 read-only, so it works on a run that is being written (it sees every committed
 transaction, that is everything before the last ``flush()`` and at most
@@ -25,15 +30,19 @@ $exists $regex``, and ``$and $or $nor`` to combine.
 
 from __future__ import annotations
 
+import datetime
 import os
+import pathlib
 import re
+import shutil
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 from ..shared import environ
-from ..shared.errors import StoreError
-from ..shared.paths import DB_NAME
+from ..shared.errors import NoSuchRun, StoreError
+from ..shared.paths import DB_NAME, files_dir, is_store_file
 from ..store.reader import STEP_KEY, RunReader, checked_values
+from ..store.writer import edit_run
 
 _OPS = {
     "$eq": lambda a, b: a == b,
@@ -124,10 +133,88 @@ class ApiRun:
         self.updated_at: float = info["updated_at"]
         self.exit_code: int | None = info["exit_code"]
         self.step: int = info["step"]
+        entity = info["extra"].get("entity")
+        self.entity: str = entity if isinstance(entity, str) else ""
+        self._edits = self._editable()
 
     @property
     def path(self) -> str:
-        return f"{self.project}/{self.id}"
+        """``entity/project/id`` (``project/id`` without an entity)."""
+        return "/".join(p for p in (self.entity, self.project, self.id) if p)
+
+    @property
+    def url(self) -> str:
+        """A ``file://`` URL of the run's directory."""
+        return pathlib.Path(self.dir).absolute().as_uri()
+
+    @property
+    def lastHistoryStep(self) -> int:  # noqa: N802  (wandb's name)
+        """The step of the run's last history row, -1 if it has none."""
+        with RunReader(self.dir) as reader:
+            return reader.last_step()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Where and when the run ran: host, pid, start time (ISO, UTC), state."""
+        info = self._info
+        return {"host": info["host"], "pid": info["pid"], "state": info["state"],
+                "startedAt": datetime.datetime.fromtimestamp(
+                    info["created_at"], datetime.timezone.utc).isoformat()}
+
+    def _editable(self) -> dict[str, Any]:
+        return {"name": self.name, "notes": self.notes, "tags": list(self.tags),
+                "config": self.config, "summary": self.summary, "run_group": self.group,
+                "job_type": self.job_type}
+
+    def update(self) -> None:
+        """Store the edits made to ``summary``, ``config``, ``name``, ``tags``, ``notes``,
+        ``group`` and ``job_type`` of this ApiRun, as wandb's ``Run.update()`` does.
+
+        Only for a run that no process is writing: a live run raises UsageError
+        (set these through the run itself). The values are checked as init()
+        checks them.
+        """
+        fields = {"name": self.name, "notes": self.notes, "tags": self.tags,
+                  "config": self.config, "summary": self.summary, "run_group": self.group,
+                  "job_type": self.job_type}
+        for key in ("name", "notes", "run_group", "job_type"):
+            if fields[key] is not None and not isinstance(fields[key], str):
+                raise TypeError(f"ApiRun.{key} must be a str or None, not {fields[key]!r}")
+        tags = fields["tags"]
+        if isinstance(tags, str) or not all(isinstance(t, str) for t in tags or ()):
+            raise TypeError(f"ApiRun.tags must be a list of str, not {tags!r}")
+        fields["tags"] = list(tags or ())
+        for key in ("config", "summary"):
+            if not isinstance(fields[key], dict):
+                raise TypeError(f"ApiRun.{key} must be a dict, not {type(fields[key])}")
+        if fields["name"] == self.id and self._info["name"] is None:
+            fields["name"] = None  # the id shown as the name, not a name given
+        changed = {k: v for k, v in fields.items()
+                   if k in ("config", "summary") or v != self._edits.get(k)}
+        edit_run(self.dir, self.id, changed)
+        with RunReader(self.dir) as reader:
+            self._info = reader.info()
+        self._edits = self._editable()
+
+    def files(self, names: list[str] | None = None, pattern: str | None = None,
+              per_page: int = 50) -> list[ApiFile]:
+        """The run's saved files (``save()``, ``log_code()``, ``save_code``), by name;
+        ``names`` keeps those, ``pattern`` (a glob) those that match."""
+        import fnmatch
+
+        found = _listing(self.dir)
+        if names is not None:
+            found = [f for f in found if f.name in names]
+        if pattern is not None:
+            found = [f for f in found if fnmatch.fnmatch(f.name, pattern)]
+        return found
+
+    def file(self, name: str) -> ApiFile:
+        """One saved file by name (KeyError if the run has no such file)."""
+        for found in _listing(self.dir):
+            if found.name == name:
+                return found
+        raise KeyError(f"run {self.id} has no file {name!r}")
 
     def info(self) -> dict[str, Any]:
         """Every stored field of the run (host, pid, ``extra`` with drop counts, ...), as
@@ -152,8 +239,11 @@ class ApiRun:
         ``pandas=False`` (pandas is the optional ``pandas`` extra).
         """
         if pandas:
+            _need_pandas("history()")
             return _frame(self.dir, keys, samples, x_axis)
-        rows = list(self.scan_history(keys=keys))
+        wanted = None if keys is None else list(dict.fromkeys([STEP_KEY, x_axis, *keys]))
+        wanted = None if wanted is None else [k for k in wanted if k != STEP_KEY]
+        rows = list(self.scan_history(keys=wanted))
         if samples is not None and len(rows) > samples:
             rows = [rows[i] for i in _sample_positions(len(rows), samples)]
         return rows
@@ -187,12 +277,68 @@ class ApiRun:
             rows = reader.system()
         if not pandas:
             return rows
+        _need_pandas("system_metrics()")
         import pandas as pd
 
         keys: dict[str, None] = {"_timestamp": None, "_runtime": None}
         for row in rows:
             keys.update(dict.fromkeys(row))
         return pd.DataFrame(rows, columns=list(keys))
+
+
+class ApiFile:
+    """One saved file of a run: its name (relative to the run's files), size and path."""
+
+    def __init__(self, name: str, size: int, path: str) -> None:
+        self.name = name
+        self.size = size
+        self.path = path
+
+    @property
+    def url(self) -> str:
+        return pathlib.Path(self.path).absolute().as_uri()
+
+    def download(self, root: str = ".", replace: bool = False,
+                 exist_ok: bool = False) -> IO[str]:
+        """Copy the file to ``root/<name>`` and open it for reading, as wandb's
+        ``File.download`` does (ValueError if it is there and neither ``replace``
+        nor ``exist_ok``)."""
+        target = os.path.join(root, self.name)
+        if os.path.exists(target) and not replace:
+            if not exist_ok:
+                raise ValueError(f"{target} exists; pass replace=True or exist_ok=True")
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+            shutil.copyfile(self.path, target)
+        return open(target, encoding="utf-8", errors="replace")
+
+    def __repr__(self) -> str:
+        return f"<ApiFile {self.name} ({self.size} bytes)>"
+
+
+def _listing(run_dir: str) -> list[ApiFile]:
+    """A run's saved files: every file in its directory but the store's; links are
+    not followed (nothing read is trusted)."""
+    root = files_dir(run_dir)
+    found = []
+    for folder, _, names in os.walk(root):
+        for filename in names:
+            path = os.path.join(folder, filename)
+            if folder == root and is_store_file(filename):
+                continue
+            if os.path.isfile(path) and not os.path.islink(path):
+                found.append(ApiFile(os.path.relpath(path, root), os.path.getsize(path), path))
+    return sorted(found, key=lambda f: f.name)
+
+
+def _need_pandas(what: str) -> None:
+    """ImportError that says what to do when pandas (the ``pandas`` extra) is missing."""
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        raise ImportError(f"{what} returns a pandas DataFrame, and pandas is not installed: "
+                          "pip install 'mpbackend[pandas]', or pass pandas=False for a list "
+                          "of dicts") from None
 
 
 def _sample_positions(n: int, samples: int) -> list[int]:
@@ -262,7 +408,7 @@ def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: st
     import numpy as np
     import pandas as pd
 
-    wanted = None if keys is None else list(dict.fromkeys([x_axis, *keys]))
+    wanted = None if keys is None else list(dict.fromkeys([STEP_KEY, x_axis, *keys]))
     stored = None if wanted is None else [k for k in wanted if k != STEP_KEY]
     with RunReader(run_dir) as reader:
         path = reader.path
@@ -296,9 +442,23 @@ def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: st
 
 class Api:
     """Read the runs stored under ``dir`` (default ``MPBACKEND_DIR``, ``<WANDB_DIR>/mpruns``
-    or ``./mpruns``)."""
+    or ``./mpruns``).
 
-    def __init__(self, dir: str | None = None) -> None:
+    wandb's arguments are accepted: ``overrides`` (``{"project": ..., "entity": ...}``:
+    the project a bare run id is looked for in first), ``timeout`` and ``api_key``
+    (nothing is fetched over a network, so neither has an effect). A dict given as
+    the first argument is taken as ``overrides``, as ``wandb.Api({...})`` passes it.
+    """
+
+    def __init__(self, dir: str | dict[str, Any] | None = None,
+                 overrides: dict[str, Any] | None = None, timeout: float | None = None,
+                 api_key: str | None = None) -> None:
+        if isinstance(dir, dict):
+            overrides, dir = dir, None
+        if overrides is not None and not isinstance(overrides, dict):
+            raise TypeError(f"overrides must be a dict, not {type(overrides).__name__}")
+        self.settings: dict[str, Any] = {"entity": None, "project": None, **(overrides or {})}
+        self.timeout = timeout
         self.dir = os.path.abspath(dir or environ.runs_dir() or "mpruns")
         self.errors: dict[str, str] = {}
 
@@ -324,8 +484,11 @@ class Api:
                     yield run_dir
 
     def runs(self, project: str | None = None, filters: dict[str, Any] | None = None,
-             order: str | None = "-created_at") -> list[ApiRun]:
-        """The runs (of ``project``) that match ``filters``, sorted by ``order``.
+             order: str | None = "-created_at", per_page: int = 50,
+             include_sweeps: bool = False, lazy: bool = True) -> list[ApiRun]:
+        """The runs (of ``project``: ``"project"`` or ``"entity/project"``; every
+        project if None) that match ``filters``, sorted by ``order``. ``per_page``,
+        ``include_sweeps`` and ``lazy`` are wandb's paging options, accepted.
 
         ``order`` is a field (``created_at``, ``summary.loss``, ``config.lr``)
         with ``-`` for descending. A run whose database cannot be read (missing,
@@ -333,6 +496,8 @@ class Api:
         out and its error kept in ``self.errors`` (run directory -> message), so
         one bad run never hides the others.
         """
+        if project is not None:
+            project = _project_of(project)
         found = []
         self.errors = {}
         for run_dir in self._run_dirs(project):
@@ -361,10 +526,79 @@ class Api:
             found = present + absent
         return found
 
-    def run(self, path_or_id: str) -> ApiRun:
-        """A run by ``project/id`` or by its id alone (KeyError if there is none)."""
-        project, _, run_id = path_or_id.rpartition("/")
-        for run_dir in self._run_dirs(project or None):
+    def run(self, path: str = "") -> ApiRun:
+        """A run by wandb's paths: ``entity/project/id``, ``entity/project/runs/id``,
+        ``entity/project:id``, ``project/id``, ``project:id``, or the id alone (looked
+        for in ``overrides["project"]`` first, then in every project).
+
+        NoSuchRun (a KeyError and a ValueError) names the path if there is no
+        such run; ValueError for a path of none of these shapes.
+        """
+        project, run_id = _run_path(path)
+        if project is None and self.settings.get("project"):
+            project_dir = os.path.join(self.dir, str(self.settings["project"]), run_id)
+            if os.path.isfile(os.path.join(project_dir, DB_NAME)):
+                return ApiRun(project_dir)
+        for run_dir in self._run_dirs(project):
             if os.path.basename(run_dir) == run_id:
                 return ApiRun(run_dir)
-        raise KeyError(f"no run {path_or_id!r} under {self.dir}")
+        raise NoSuchRun(f"no run {path!r} under {self.dir}")
+
+    def project(self, name: str, entity: str | None = None) -> ApiProject:
+        """A project by name (``"project"`` or ``"entity/project"``)."""
+        return ApiProject(self, _project_of(name))
+
+    def projects(self, entity: str | None = None, per_page: int = 200) -> list[ApiProject]:
+        """Every project under ``dir`` that holds a run."""
+        names = self._listdir(self.dir) if os.path.isdir(self.dir) else []
+        return [ApiProject(self, n) for n in names
+                if any(True for _ in self._run_dirs(n))]
+
+
+class ApiProject:
+    """A project: its name, and its runs."""
+
+    def __init__(self, api: Api, name: str) -> None:
+        self._api = api
+        self.name = name
+
+    def runs(self, filters: dict[str, Any] | None = None,
+             order: str | None = "-created_at") -> list[ApiRun]:
+        return self._api.runs(self.name, filters=filters, order=order)
+
+    def __repr__(self) -> str:
+        return f"<ApiProject {self.name}>"
+
+
+def _project_of(path: str) -> str:
+    """The project of ``"project"`` or ``"entity/project"`` (the entity is not checked)."""
+    if not isinstance(path, str) or not path.strip("/ "):
+        raise ValueError(f"a project path must be 'project' or 'entity/project', not {path!r}")
+    parts = path.strip("/ ").split("/")
+    if len(parts) > 2:
+        raise ValueError(f"a project path must be 'project' or 'entity/project', not {path!r}")
+    return parts[-1].strip()
+
+
+def _run_path(path: str) -> tuple[str | None, str]:
+    """``(project or None, run id)`` of a wandb run path (see ``Api.run``)."""
+    if not isinstance(path, str):
+        raise TypeError(f"a run path must be a str, not {type(path).__name__}")
+    text = path.replace("/runs/", "/").strip("/ ")
+    parts = [p.strip() for p in text.split("/")]
+    project: str | None = None
+    if len(parts) == 3:
+        project, run_id = parts[1], parts[2]
+    elif len(parts) == 2:
+        if ":" in parts[1]:
+            project, run_id = parts[1].split(":", 1)
+        else:
+            project, run_id = parts
+    elif len(parts) == 1 and parts[0]:
+        project, run_id = parts[0].split(":", 1) if ":" in parts[0] else (None, parts[0])
+    else:
+        raise ValueError(f"invalid run path {path!r}: use 'entity/project/run_id', "
+                         "'project/run_id' or the run id")
+    if not run_id or project == "":
+        raise ValueError(f"invalid run path {path!r}")
+    return project, run_id

@@ -47,6 +47,7 @@ from ..store.reader import RunReader
 from ..store.writer import RunWriter
 
 MAX_ERRORS = 20  # unexpected service errors kept, with tracebacks, per run
+MAX_ALERTS = 1000  # run.alert()s kept per run
 
 
 def _number(value: Any) -> bool:
@@ -67,76 +68,138 @@ def _pending_from(stored: Any) -> dict[int, tuple[dict[str, Any], float, Any]]:
     return pending
 
 
+def flatten_row(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    """A logged row with nested dicts as a history row: ``{"n": {"a": 1}}`` becomes
+    ``{"n.a": 1}``, and the paths of such keys (``{"n.a": ("n", "a")}``) say where
+    they go in the (nested) summary. An empty dict leaves nothing, as in wandb."""
+    flat: dict[str, Any] = {}
+    paths: dict[str, tuple[str, ...]] = {}
+
+    def walk(prefix: tuple[str, ...], value: dict[str, Any]) -> None:
+        for key, item in value.items():
+            path = (*prefix, key)
+            if type(item) is dict:
+                walk(path, item)
+            else:
+                name = ".".join(path)
+                flat[name] = item
+                paths[name] = path
+
+    for key, value in row.items():
+        if type(value) is dict:
+            walk((key,), value)
+        else:
+            flat[key] = value
+    return flat, paths
+
+
+def set_path(tree: dict[str, Any], path: tuple[str, ...] | list[str], value: Any) -> None:
+    """``tree[p0][p1]...= value``; a value in the way that is not a dict is replaced,
+    as wandb replaces ``k: 1`` by ``k: {"a": 2}`` when ``{"k": {"a": 2}}`` is logged."""
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if type(child) is not dict:
+            child = node[part] = {}
+        node = child
+    node[path[-1]] = value
+
+
 class Metrics(MetricDefs):
-    """One run's ``define_metric`` definitions and the min/max/mean/best aggregates
-    they ask for, kept as committed rows arrive."""
+    """One run's ``define_metric`` definitions, the aggregates they ask for, and the
+    step metrics' last numeric values, kept as committed rows arrive.
+
+    An aggregate (count, sum, min, max, first, last) covers every value of its key
+    since the run began: a key logged before its ``define_metric`` has its earlier
+    values read back from the store when it is defined (``Internal.define_metric``).
+    """
 
     def __init__(self, defs: dict[str, dict] | None = None,
-                 aggregates: dict[str, dict] | None = None) -> None:
+                 aggregates: dict[str, dict] | None = None,
+                 step_values: dict[str, Any] | None = None) -> None:
         super().__init__(defs)
         self.aggregates: dict[str, dict[str, Any]] = dict(aggregates or {})
+        self.step_values: dict[str, Any] = dict(step_values or {})
 
-    def sync_steps(self, row: dict[str, Any], last: dict[str, Any]) -> None:
-        """Fill in the step metric's last value where a synced metric is logged without it."""
+    def sync_steps(self, row: dict[str, Any]) -> None:
+        """Remember the step metrics' numeric values in ``row``, then fill the step
+        metric into a row that logs a synced metric without it: its last numeric
+        value, or 0 before it has one (wandb's ``step_sync``). A text value of a step
+        metric is stored in its row but never filled into another."""
+        values = self.step_values
+        for x in self.step_metrics:
+            if x in row and _number(row[x]):
+                values[x] = row[x]
         for key in list(row):
             d = self.resolve(key)
             if d is not None and d.get("step_sync"):
-                x = d.get("step_metric")
-                if x and x not in row and x in last:
-                    row[x] = last[x]
+                metric = d.get("step_metric")
+                if metric and metric not in row:
+                    row[metric] = values.get(metric, 0)
 
     def observe(self, row: dict[str, Any]) -> None:
-        """Update the min/max/mean/best aggregates with one committed row."""
+        """Add one committed row's values to the aggregates of keys with summary ops."""
         for key, value in row.items():
             d = self.resolve(key)
-            if d is None or not d["summary"]:
-                continue
-            agg = self.aggregates.get(key)
-            if agg is None:
-                agg = self.aggregates[key] = {"count": 0, "sum": 0.0}
-            agg["last"] = value
-            if not _number(value):
-                continue
-            try:
-                total = agg["sum"] + value
-            except OverflowError:  # an int too large for a float: the mean is infinite
-                total = math.inf if value > 0 else -math.inf
-            agg["count"] += 1
-            agg["sum"] = total
-            if "min" not in agg or value < agg["min"]:
-                agg["min"] = value
-            if "max" not in agg or value > agg["max"]:
-                agg["max"] = value
+            if d is not None and d["summary"]:
+                agg = self.aggregates.get(key)
+                if agg is None:
+                    agg = self.aggregates[key] = new_aggregate()
+                add_value(agg, value)
 
-    def shape(self, last: dict[str, Any]) -> dict[str, Any]:
-        """The summary: last values, replaced by ``{op: value}`` where ops are defined."""
-        if not self.defs:
-            return dict(last)
-        out: dict[str, Any] = {}
-        for key, value in last.items():
-            d = self.resolve(key)
-            ops = d["summary"] if d is not None else ()
-            if not ops:
-                out[key] = value
-                continue
-            if "none" in ops:
-                continue
-            agg = self.aggregates.get(key, {})
-            shaped: dict[str, Any] = {}
-            for op in ops:
-                if op == "last":
-                    shaped["last"] = agg.get("last", value)
-                elif op == "mean":
-                    if agg.get("count"):
-                        shaped["mean"] = agg["sum"] / agg["count"]
-                elif op == "best":
-                    goal = "min" if d is not None and d.get("goal") == "minimize" else "max"
-                    if goal in agg:
-                        shaped["best"] = agg[goal]
-                elif op in agg:
-                    shaped[op] = agg[op]
-            out[key] = shaped
-        return out
+    def shaped(self, key: str, value: Any) -> Any:
+        """What a committed value of ``key`` puts in the summary: the value itself, the
+        ``{op: aggregate}`` dict its definition asks for, or ``NONE`` (nothing)."""
+        d = self.resolve(key)
+        ops = d["summary"] if d is not None else ()
+        if not ops:
+            return value
+        if "none" in ops:
+            return NONE
+        agg = self.aggregates.get(key, {})
+        shaped: dict[str, Any] = {}
+        for op in ops:
+            if op == "mean":
+                if agg.get("count"):
+                    shaped["mean"] = agg["sum"] / agg["count"]
+            elif op == "best":
+                goal = "min" if d is not None and d.get("goal") == "minimize" else "max"
+                if goal in agg:
+                    shaped["best"] = agg[goal]
+            elif op == "last":
+                shaped["last"] = agg.get("last", value)
+            elif op in agg:
+                shaped[op] = agg[op]
+        return shaped
+
+
+NONE = object()  # shaped(): the key's definition leaves it out of the summary
+
+
+def new_aggregate() -> dict[str, Any]:
+    return {"count": 0, "sum": 0.0}
+
+
+def add_value(agg: dict[str, Any], value: Any) -> None:
+    """One value into an aggregate: ``last`` of any value (None aside), the rest of
+    numbers only (NaN and text are skipped, as README says)."""
+    if value is None:
+        return
+    agg["last"] = value
+    if not _number(value):
+        return
+    try:
+        total = agg["sum"] + value
+    except OverflowError:  # an int too large for a float: the mean is infinite
+        total = math.inf if value > 0 else -math.inf
+    agg["count"] += 1
+    agg["sum"] = total
+    if "first" not in agg:
+        agg["first"] = value
+    if "min" not in agg or value < agg["min"]:
+        agg["min"] = value
+    if "max" not in agg or value > agg["max"]:
+        agg["max"] = value
 
 
 class Internal:
@@ -181,25 +244,36 @@ class Internal:
                 "to continue it or choose another id")
         self.step = 0
         self.config: dict[str, Any] = dict(spec.get("config") or {})
-        self.last: dict[str, Any] = {}
-        self.user_summary: dict[str, Any] = {}
+        self.last: dict[str, Any] = {}  # every key's last logged value, flat
+        # The summary as wandb stores it: each committed row sets its keys (nested
+        # where the row nested them; a None value sets nothing), shaped by
+        # define_metric; run.summary[k] = v sets k. The last write wins.
+        self.tree: dict[str, Any] = {}
+        self.paths: dict[str, tuple[str, ...]] = {}  # "n.a" -> ("n", "a"), once logged nested
         self.metrics = Metrics()
         self.start_time: float = spec["start_time"]
         self.runtime_before = 0.0
         self.errors: list[dict[str, Any]] = []  # unexpected errors (note_error), the first few
         self.error_count = 0
+        self.alerts: list[dict[str, Any]] = []
+        self.preempting = False
+        self.entity: str = spec.get("entity") or ""
         if resuming:
             with RunReader(self.run_dir) as reader:
                 old = reader.info()
             extra = old["extra"]
             self.step = old["step"]
             self.config = {**old["config"], **self.config}
-            self.metrics = Metrics(extra.get("metrics"), extra.get("aggregates"))
-            self.user_summary = dict(extra.get("user_summary", {}))
+            self.metrics = Metrics(extra.get("metrics"), extra.get("aggregates"),
+                                   extra.get("step_values"))
+            self.tree = dict(old["summary"])
             self.last = dict(extra.get("last", old["summary"]))
+            self.paths = {k: tuple(v) for k, v in dict(extra.get("paths", {})).items()}
             self.runtime_before = float(self.last.get("_runtime", 0.0))
             self.errors = list(extra.get("service_errors", []))[:MAX_ERRORS]
             self.error_count = int(extra.get("service_error_count", len(self.errors)))
+            self.alerts = list(extra.get("alerts", []))[:MAX_ALERTS]
+            self.entity = self.entity or str(extra.get("entity") or "")
         self.resumed = resuming
         self.writer = RunWriter(self.run_dir, {
             "id": self.id, "project": spec["project"], "name": spec.get("name"),
@@ -242,18 +316,21 @@ class Internal:
         times: list[float] = []
         floats = not child  # every row in batch holds floats only
         floats_op = m.HISTORY_FLOATS
+        any_op = m.HISTORY_ANY
         for record in records:
             op, _, row, step, commit, ts = record
+            if op == any_op and dict in set(map(type, row.values())):
+                row, paths = flatten_row(row)  # the service flattens a nested row
+                self.paths.update(paths)
             if simple and step is None and commit is None and not self._pending:
-                if row:
-                    if op != floats_op:
-                        floats = False
-                    if child:
-                        row["_pid"] = pid
-                        if worker is not None:
-                            row["_worker"] = worker
-                    batch.append(row)
-                    times.append(ts)
+                if op != floats_op:
+                    floats = False
+                if child:
+                    row["_pid"] = pid
+                    if worker is not None:
+                        row["_worker"] = worker
+                batch.append(row)  # log({}) too: an empty row takes a step, as in wandb
+                times.append(ts)
                 continue
             if batch:
                 self._extend(batch, times, floats)
@@ -279,20 +356,44 @@ class Internal:
         keys = final.keys()
         if all(map(keys.__eq__, map(dict.keys, rows))):  # the same keys in every row
             last.update(final)
+            if not self.paths and (floats or None not in final.values()):
+                self.tree.update(final)  # no define_metric here: the values themselves
+            else:
+                for row in rows:
+                    self._summarize(row)
         else:
             for row in rows:
                 last.update(row)
-        last["_runtime"] = self.runtime_before + times[-1] - self.start_time
-        last["_timestamp"] = times[-1]
-        last["_step"] = self.step - 1
+                self._summarize(row)
+        tree = self.tree
+        tree["_runtime"] = last["_runtime"] = self.runtime_before + times[-1] - self.start_time
+        tree["_timestamp"] = last["_timestamp"] = times[-1]
+        tree["_step"] = last["_step"] = self.step - 1
+
+    def _summarize(self, row: dict[str, Any]) -> None:
+        """A committed row's values into the summary (``tree``), as wandb stores them."""
+        tree = self.tree
+        paths = self.paths
+        metrics = self.metrics if self.metrics.defs else None
+        for key, value in row.items():
+            if value is None:
+                continue  # log({"x": None}) leaves the summary's x as it was
+            if metrics is not None:
+                value = metrics.shaped(key, value)
+                if value is NONE:
+                    continue
+            path = paths.get(key) if paths else None
+            if path is None:
+                tree[key] = value
+            else:
+                set_path(tree, path, value)
 
     def history(self, pid: int, worker: Any, data: dict[str, Any], step: int | None,
                 commit: bool | None, ts: float) -> str | None:
         """Apply one ``log()`` call; returns a warning for the user, or None."""
         self._pending_changed = True
         if step is None and commit is None and not self._pending:
-            if data:  # the common case: a row of its own, at the next step
-                self._commit_row(pid, worker, data, ts)
+            self._commit_row(pid, worker, data, ts)  # the common case: a row of its own
             return None
         pending = self._pending.get(pid)
         if step is not None:
@@ -323,8 +424,7 @@ class Internal:
             del self._pending[pid]
             pending[0].update(data)
             data = pending[0]
-        if data:
-            self._commit_row(pid, worker, data, ts)
+        self._commit_row(pid, worker, data, ts)  # log({}) too: it takes a step
         return None
 
     def _commit_row(self, pid: int, worker: Any, row: dict[str, Any], ts: float) -> None:
@@ -332,10 +432,12 @@ class Internal:
         row["_timestamp"] = ts
         metrics = self.metrics
         if metrics.defs:
-            metrics.sync_steps(row, self.last)
+            metrics.sync_steps(row)
             metrics.observe(row)
         self.last.update(row)
         self.last["_step"] = self.step
+        self._summarize(row)
+        self.tree["_step"] = self.step
         if pid != self.owner_pid:
             row["_pid"] = pid
             if worker is not None:
@@ -361,6 +463,10 @@ class Internal:
         """
         fields = {}
         for key, value in dict(data).items():
+            if key == "preempting" and value is True:  # run.mark_preempting()
+                self.preempting = True
+                self._save_summary()
+                continue
             column = m.META_FIELDS.get(key)
             ok = (isinstance(value, list) and all(isinstance(t, str) for t in value)
                   if key == "tags" else value is None or isinstance(value, str))
@@ -369,25 +475,52 @@ class Internal:
             fields[column] = value
         self.writer.update_run(**fields)
 
+    def alert(self, alert: dict[str, Any]) -> None:
+        """``run.alert()``: kept with the run (``extra["alerts"]``, the first MAX_ALERTS)."""
+        if (not isinstance(alert, dict) or not isinstance(alert.get("title"), str)
+                or not isinstance(alert.get("text"), str)):
+            raise TypeError(f"a malformed alert: {alert!r:.200}")
+        if len(self.alerts) < MAX_ALERTS:
+            self.alerts.append(alert)
+        self._save_summary()
+
     def update_config(self, data: dict[str, Any]) -> None:
         self.config.update(data)
         self.writer.update_run(config=self.config)
 
     def update_summary(self, data: dict[str, Any], deleted: list[str]) -> None:
-        """The user set (or deleted) summary keys; set keys stay until set again."""
-        self.user_summary.update(data)
+        """The user set (or deleted) summary keys: set as given (None too), until a
+        later row logs the key again (the last write wins, as in wandb)."""
+        self.tree.update(data)
         for key in deleted:
-            self.user_summary.pop(key, None)
-            self.last.pop(key, None)
+            self.tree.pop(key, None)
         self._save_summary()
 
     def define_metric(self, name: str, spec: dict[str, Any]) -> None:
-        self.metrics.define(name, spec)
+        """Set a definition. Its aggregates cover every value since the run began: a
+        key already logged has its values read back from the store here. The
+        summary is not reshaped until the key is logged again (as in wandb)."""
+        metrics = self.metrics
+        metrics.define(name, spec)
+        missing = []
+        for key in self.last:
+            d = metrics.resolve(key)
+            if d is not None and d["summary"]:
+                if key not in metrics.aggregates:
+                    missing.append(key)
+            else:
+                metrics.aggregates.pop(key, None)  # no longer kept: read back if asked again
+        if missing:
+            logged = self.writer.logged_values(missing)
+            for key in missing:
+                agg = metrics.aggregates[key] = new_aggregate()
+                for value in logged.get(key, ()):
+                    add_value(agg, value)
         self._save_summary()
 
     def summary(self) -> dict[str, Any]:
-        """Last logged values shaped by define_metric, overridden by what the user set."""
-        return {**self.metrics.shape(self.last), **self.user_summary}
+        """The summary as stored: see ``tree``."""
+        return self.tree
 
     def close_after_failure(self, state: str) -> None:
         """Finishing failed: store the state if the store still takes it, and close."""
@@ -413,10 +546,11 @@ class Internal:
         """Queue the summary and what it is computed from for the next commit."""
         self.writer.update_run(step=self.step, summary=self.summary(), extra={
             "metrics": self.metrics.defs, "aggregates": self.metrics.aggregates,
-            "user_summary": self.user_summary, "last": self.last,
+            "step_values": self.metrics.step_values, "paths": self.paths, "last": self.last,
             "dropped_steps": self.dropped_steps, "dropped_records": self.dropped_records,
             "lost_rows": self.writer.lost_rows, "service_errors": self.errors,
-            "service_error_count": self.error_count,
+            "service_error_count": self.error_count, "alerts": self.alerts,
+            "preempting": self.preempting, "entity": self.entity,
             "pending": {str(pid): [row, ts, worker]
                         for pid, (row, ts, worker) in self._pending.items()}})
 

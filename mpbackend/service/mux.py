@@ -80,7 +80,7 @@ DRAIN_SECONDS = 1.0
 Mark = tuple[str, int, int | None]
 _WHAT = {m.CONFIG: "a config update", m.SUMMARY: "a summary update",
          m.DEFINE_METRIC: "define_metric()", m.HISTORY_ANY: "a logged row",
-         m.RUN_META: "a run attribute set"}
+         m.RUN_META: "a run attribute set", m.ALERT: "an alert"}
 TERM_GRACE = 10.0
 MAX_FINISHED = 1000  # finish replies kept for a finish asked twice (see _inform_finish)
 INBOX_BATCHES = 16
@@ -242,6 +242,7 @@ class StreamMux:
             m.SUMMARY: self._summary,
             m.DEFINE_METRIC: self._define_metric,
             m.RUN_META: self._run_meta,
+            m.ALERT: self._alert,
             m.REQUEST: self._request,
         }
         self._requests = {
@@ -550,6 +551,11 @@ class StreamMux:
         internal = self._stream(record[1])
         if internal is not None:
             internal.update_meta(record[2])
+
+    def _alert(self, pid: int, worker: Any, record: tuple) -> None:
+        internal = self._stream(record[1])
+        if internal is not None:
+            internal.alert(record[2])
 
     def _define_metric(self, pid: int, worker: Any, record: tuple) -> None:
         internal = self._stream(record[1])

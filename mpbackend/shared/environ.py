@@ -1,6 +1,7 @@
 """The environment variables both names answer to: ``MPBACKEND_<X>``, then ``WANDB_<X>``.
 
-    user: init() --project, name, notes, tags, group, job_type, id, resume, mode-->
+    user: init() --project, entity, name, notes, tags, group, job_type, id, resume, mode,
+                   config paths, save code-->
     shared: Settings --dir, start_method--> ; read: Api, cli, end summary --dir, silent-->
 
 A wandb script is often configured from outside, by its scheduler or a sweep
@@ -18,6 +19,7 @@ import os
 # (the suffix X, what it sets) for every variable read under both names.
 TABLE: tuple[tuple[str, str], ...] = (
     ("PROJECT", "init(project=)"),
+    ("ENTITY", "init(entity=): recorded with the run (run.entity, Api paths)"),
     ("NAME", "init(name=)"),
     ("NOTES", "init(notes=)"),
     ("TAGS", "init(tags=), comma-separated"),
@@ -29,7 +31,10 @@ TABLE: tuple[tuple[str, str], ...] = (
     ("DIR", "where runs are stored: MPBACKEND_DIR is the runs' directory itself, "
             "WANDB_DIR the directory to make it in (<WANDB_DIR>/mpruns)"),
     ("START_METHOD", "Settings(start_method=): spawn, fork or forkserver"),
-    ("SILENT", "no end-of-run summary (1, true, yes)"),
+    ("SILENT", "no end-of-run summary, no termlog lines (1, true, yes)"),
+    ("CONFIG_PATHS", "comma-separated JSON (or YAML, with PyYAML) files loaded into the "
+                     "config before init(config=)"),
+    ("SAVE_CODE", "init(save_code=): copy the script to the run's files (1, true, yes)"),
 )
 TRUE = ("1", "true", "yes", "on")
 

@@ -40,6 +40,14 @@ class UsageError(Error):
     """A call that cannot be made here, for example from a child process."""
 
 
+class NoSuchRun(Error, KeyError, ValueError):
+    """``Api.run(path)``: there is no such run (a KeyError and a ValueError, so that
+    code written for either catches it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such run"
+
+
 class StoreError(Error):
     """A run database cannot be read or written; the message names the file."""
 

@@ -27,7 +27,9 @@ with its batch. A record is a plain tuple whose first item is its opcode:
     (SUMMARY, stream, data, deleted keys)             summary set by the user
     (DEFINE_METRIC, stream, name, definition)         define_metric()
     (RUN_META, stream, {field: value})                run.name = ... (and notes, tags,
-                                                      group, job_type) set after init()
+                                                      group, job_type) set after init();
+                                                      {"preempting": True}
+    (ALERT, stream, {title, text, level, ...})        run.alert()
     (REQUEST, uuid, message)                          a request: one of the
                                                       NamedTuples below
 
@@ -69,6 +71,7 @@ HISTORY_ANY = 4
 DEFINE_METRIC = 5
 HISTORY_FLOATS = 6
 RUN_META = 7
+ALERT = 8
 # The run attributes a user may set after init() (RUN_META), and their stored column.
 META_FIELDS = {"name": "name", "notes": "notes", "tags": "tags", "group": "run_group",
                "job_type": "job_type"}

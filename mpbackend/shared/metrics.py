@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, NamedTuple
 
-SUMMARY_OPS = ("min", "max", "mean", "best", "last", "none")
+SUMMARY_OPS = ("min", "max", "mean", "best", "first", "last", "none")
 GOALS = {"minimize": "minimize", "min": "minimize", "maximize": "maximize", "max": "maximize"}
 
 
@@ -57,22 +57,30 @@ class MetricDefs:
 
     A definition is ``{"step_metric", "summary": [ops], "goal", "hidden",
     "step_sync"}`` under a metric name or a glob (``"val/*"``); an exact name
-    wins over a glob, a longer glob over a shorter one.
+    wins over a glob, a longer glob over a shorter one. A glob never matches a
+    key that starts with ``_`` (``_step``, ``_runtime``, a user's ``_foo``), as in
+    wandb; an exact name does.
     """
 
     def __init__(self, defs: dict[str, dict] | None = None) -> None:
         self.defs: dict[str, dict[str, Any]] = dict(defs or {})
         self._resolved: dict[str, dict[str, Any] | None] = {}
+        self.step_metrics = self._step_metrics()
 
     def define(self, name: str, spec: dict[str, Any]) -> None:
-        """Add or merge a definition (repeated calls add summary ops, as in wandb)."""
-        old = self.defs.get(name, {})
-        ops = list(dict.fromkeys([*old.get("summary", []), *spec.get("summary", [])]))
-        merged = {**old, **{k: v for k, v in spec.items() if v is not None}, "summary": ops}
+        """Set a definition: a later call for the same name replaces the earlier one
+        whole, as in wandb (``summary="none"`` and then ``summary="max"`` is max)."""
+        merged = {**{k: v for k, v in spec.items() if v is not None},
+                  "summary": list(dict.fromkeys(spec.get("summary") or []))}
         if merged.get("step_metric") and merged.get("step_sync") is None:
             merged["step_sync"] = True
         self.defs[name] = merged
         self._resolved.clear()
+        self.step_metrics = self._step_metrics()
+
+    def _step_metrics(self) -> frozenset[str]:
+        return frozenset(d["step_metric"] for d in self.defs.values()
+                         if isinstance(d, dict) and isinstance(d.get("step_metric"), str))
 
     def resolve(self, key: str) -> dict[str, Any] | None:
         """The definition that applies to ``key``, or None (cached per key)."""
@@ -81,7 +89,7 @@ class MetricDefs:
         except KeyError:
             pass
         found = self.defs.get(key)
-        if found is None:
+        if found is None and not key.startswith("_"):
             globs = [g for g in self.defs if ("*" in g or "?" in g) and fnmatch.fnmatchcase(key, g)]
             if globs:
                 found = self.defs[max(globs, key=len)]

@@ -54,3 +54,18 @@ def make_dirs(path: str) -> None:
         except FileExistsError:
             if not os.path.isdir(directory):
                 raise
+
+
+LOCK_NAME = "run.lock"  # store.files.RunLock: one writer per run
+
+
+def is_store_file(name: str) -> bool:
+    """A name in a run directory that belongs to the store (``run.db`` and its WAL,
+    journal and temporary files, ``run.lock``), not to the run's saved files."""
+    return name.startswith(DB_NAME) or name == LOCK_NAME
+
+
+def files_dir(run_dir: str) -> str:
+    """Where a run's saved files are: the run directory itself (``run.dir``), as
+    wandb's ``run.dir`` holds its files; the store's own files are not among them."""
+    return run_dir

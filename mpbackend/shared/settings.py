@@ -8,11 +8,14 @@ the same values.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Any
 
 from . import environ
+
+log = logging.getLogger("mpbackend")
 
 START_METHODS = ("spawn", "fork", "forkserver")
 FIELDS = ("start_method", "dir", "start_timeout", "request_timeout", "exit_timeout",
@@ -20,6 +23,95 @@ FIELDS = ("start_method", "dir", "start_timeout", "request_timeout", "exit_timeo
           "watchdog_interval", "max_array_size", "max_restarts", "system_interval", "quiet")
 _FROM_ENV: Any = object()  # a default read from the environment when the Settings is made
 BUFFER_POLICIES = ("block", "drop")
+
+# wandb 0.31's settings (the fields of its ``wandb.Settings``) that mean something
+# here, and which of ours each sets. ``_name`` is accepted for ``x_name``, as wandb does.
+WANDB_MEANING = {
+    "silent": "quiet", "x_disable_stats": "system_interval",
+    "x_stats_sampling_interval": "system_interval", "init_timeout": "start_timeout",
+    "x_service_wait": "start_timeout", "finish_timeout": "exit_timeout",
+    "root_dir": "dir",
+}
+# The run's own settings in wandb's Settings: init() takes each where its own
+# argument is not given (``Settings.run``), before the environment.
+WANDB_RUN_FIELDS = {
+    "project": "project", "entity": "entity", "run_name": "name", "run_id": "id",
+    "run_notes": "notes", "run_tags": "tags", "run_group": "group",
+    "run_job_type": "job_type", "mode": "mode", "resume": "resume", "reinit": "reinit",
+    "save_code": "save_code", "allow_val_change": "allow_val_change",
+    "anonymous": "anonymous", "sync_tensorboard": "sync_tensorboard",
+    "fork_from": "fork_from", "resume_from": "resume_from",
+}
+# Every other field of wandb 0.31's Settings: accepted and ignored (each with one
+# debug line), since it concerns wandb's server, console capture or files.
+WANDB_IGNORED = frozenset("""
+allow_media_symlink allow_offline_artifacts api_key azure_account_url_to_access_key
+app_url_override base_url code_dir config_paths console console_multipart
+console_chunk_max_bytes console_chunk_max_seconds capture_loggers credentials_file
+disable_code disable_git disable_git_fork_point disable_job_creation docker email
+organization force git_commit git_remote git_remote_url git_root heartbeat_seconds host
+http_proxy https_proxy identity_token_file ignore_globs finish_timeout_raises
+insecure_disable_ssl job_name job_source label_disable launch launch_config_path
+login_timeout notebook_name program program_abspath program_relpath relogin resumed
+sagemaker_disable settings_system stop_fn max_end_of_run_history_metrics
+max_end_of_run_summary_metrics show_colors show_emoji show_errors show_info show_warnings
+stop_on_fatal_error strict summary_timeout summary_warnings sweep_id sweep_param_path
+symlink table_raise_on_max_row_limit_exceeded use_dot_wandb username x_cli_only_mode
+x_disable_meta x_disable_viewer x_disable_machine_info x_executable x_extra_http_headers
+x_file_stream_max_bytes x_file_stream_max_line_bytes x_file_stream_transmit_interval
+x_file_stream_no_gzip x_file_stream_retry_max x_file_stream_retry_wait_min_seconds
+x_file_stream_retry_wait_max_seconds x_file_stream_timeout_seconds x_file_transfer_retry_max
+x_file_transfer_retry_wait_min_seconds x_file_transfer_retry_wait_max_seconds
+x_file_transfer_timeout_seconds x_files_dir x_flow_control_custom x_flow_control_disabled
+x_graphql_retry_max x_graphql_retry_wait_min_seconds x_graphql_retry_wait_max_seconds
+x_graphql_timeout_seconds x_history_value_encoding x_internal_check_process x_jupyter_name
+x_jupyter_path x_jupyter_root x_label x_live_policy_rate_limit x_live_policy_wait_time
+x_log_level x_network_buffer x_primary x_proxies x_runqueue_item_id x_save_requirements
+x_server_side_derived_summary x_service_transport x_skip_transaction_log x_start_time
+x_stats_pid x_stats_neuron_monitor_config_path x_stats_dcgm_exporter
+x_stats_open_metrics_endpoints x_stats_open_metrics_filters x_stats_open_metrics_http_headers
+x_stats_disk_paths x_stats_cpu_count x_stats_cpu_logical_count x_stats_gpu_count
+x_stats_gpu_type x_stats_gpu_device_ids x_stats_buffer_size
+x_stats_coreweave_metadata_base_url x_stats_coreweave_metadata_endpoint
+x_stats_track_process_tree x_stats_no_cgroup x_stats_self_usage x_sync x_sync_dir_suffix
+x_transaction_log_flush_interval x_update_finish_state x_require_legacy_service
+x_show_operation_stats
+""".split())
+
+
+def _wandb_settings(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """wandb's settings among ``given``: (ours they set, the run's own settings).
+
+    TypeError for a name that neither wandb 0.31 nor mpbackend has (a typo should
+    not pass silently); the ones without meaning here get one debug line each.
+    """
+    ours: dict[str, Any] = {}
+    run: dict[str, Any] = {}
+    for given_name, value in given.items():
+        name = "x" + given_name if given_name.startswith("_") else given_name
+        if name in WANDB_RUN_FIELDS:
+            if value is not None:
+                run[WANDB_RUN_FIELDS[name]] = value
+        elif name in WANDB_MEANING:
+            if value is None:
+                continue
+            field = WANDB_MEANING[name]
+            if name == "x_disable_stats":
+                if value:
+                    ours[field] = None
+            elif name == "root_dir":
+                ours[field] = os.path.join(os.fspath(value), "mpruns")
+            elif name == "silent":
+                ours[field] = bool(value)
+            else:
+                ours[field] = value
+        elif name in WANDB_IGNORED:
+            log.debug("mpbackend: the wandb setting %s=%r has no meaning here; ignored",
+                      given_name, value)
+        else:
+            raise TypeError(f"Settings() got an unknown setting {given_name!r} (neither "
+                            "mpbackend nor wandb 0.31 has it)")
+    return ours, run
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -69,7 +161,7 @@ def _env_interval(name: str, default: float) -> float | None:
 
 
 class Settings:
-    """What a user may tune. Unknown wandb settings passed as a dict are ignored.
+    """What a user may tune; wandb's settings are accepted too (see ``__init__``).
 
     A plain class rather than a dataclass: the service process imports this module
     as it starts, and the dataclasses module (with inspect) costs it ~10 ms.
@@ -133,10 +225,31 @@ class Settings:
                  batch_records: int = batch_records, commit_interval: float = commit_interval,
                  watchdog_interval: float = watchdog_interval,
                  max_array_size: int = max_array_size, max_restarts: int = max_restarts,
-                 system_interval: Any = _FROM_ENV, quiet: bool = quiet) -> None:
+                 system_interval: Any = _FROM_ENV, quiet: bool = quiet,
+                 **wandb_settings: Any) -> None:
         """``start_method``, ``dir`` and ``system_interval`` left out come from the
         environment (see above); every value is checked here: TypeError for a
-        wrong type, ValueError for a wrong value."""
+        wrong type, ValueError for a wrong value.
+
+        wandb's settings are accepted too (``silent``, ``_disable_stats``,
+        ``root_dir``, ``init_timeout``, ``project``, ``run_name``, ``mode``, ...: see
+        ``WANDB_MEANING`` and ``WANDB_RUN_FIELDS``); the run's own ones are kept in
+        ``run`` for init(), and those without meaning here are ignored.
+        """
+        ours, self.run = _wandb_settings(wandb_settings)
+        if "quiet" in ours:
+            quiet = ours["quiet"]
+        if "start_timeout" in ours:
+            start_timeout = ours["start_timeout"]
+        if "exit_timeout" in ours:
+            exit_timeout = ours["exit_timeout"]
+        if dir is None and "dir" in ours:
+            dir = ours["dir"]
+        if "system_interval" in ours and system_interval is _FROM_ENV:
+            system_interval = ours["system_interval"]
+        if start_method == "thread":  # wandb's; this has no thread mode
+            log.debug("mpbackend: start_method='thread' has no meaning here; spawn is used")
+            start_method = None
         self.start_method = (start_method if start_method is not None
                              else _env_start_method())
         self.dir = dir if dir is not None else (environ.runs_dir() or Settings.dir)
@@ -157,7 +270,7 @@ class Settings:
         self._check()
 
     def as_dict(self) -> dict[str, Any]:
-        """Every setting by name."""
+        """Every setting by name (the run's own wandb settings, ``run``, left out)."""
         return {name: getattr(self, name) for name in FIELDS}
 
     def __repr__(self) -> str:
@@ -201,13 +314,17 @@ class Settings:
     @classmethod
     def coerce(cls, value: Settings | dict[str, Any] | None, **overrides: Any) -> Settings:
         """A Settings from ``None``, a Settings or a dict; ``overrides`` win where not None."""
+        run: dict[str, Any] = {}
         if value is None:
             base: dict[str, Any] = {}
         elif isinstance(value, Settings):
             base = value.as_dict()
+            run = dict(value.run)
         elif isinstance(value, dict):
-            base = {k: v for k, v in value.items() if k in FIELDS}
+            base = dict(value)
         else:
             raise TypeError(f"settings must be a mpbackend.Settings or a dict, not {type(value)}")
         base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
+        made = cls(**base)
+        made.run = {**run, **made.run}
+        return made

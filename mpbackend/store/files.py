@@ -34,9 +34,8 @@ import sqlite3
 from collections.abc import Callable
 
 from ..shared.errors import StoreError, UsageError
-from ..shared.paths import DB_NAME
+from ..shared.paths import DB_NAME, LOCK_NAME
 
-LOCK_NAME = "run.lock"
 # The files SQLite keeps beside a database, and the lock: none may be a link.
 _RUN_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal", LOCK_NAME)
 

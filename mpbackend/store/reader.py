@@ -662,6 +662,16 @@ class RunReader:
             out.append(row)
         return out
 
+    def last_step(self) -> int:
+        """The step of the last history row, -1 if there is none."""
+        rows = self._query("SELECT last_step FROM history_chunk ORDER BY last_step DESC LIMIT 1")
+        found = rows[0][0] if rows else None
+        if found is None:
+            return -1
+        if not _int(found) or found < 0:
+            raise self._damaged(f"a history chunk is damaged: its last step is {_cut(found, 30)}")
+        return found
+
     def row_count(self) -> int:
         """How many history rows the run holds (each chunk's ``nrows``, checked)."""
         total = 0

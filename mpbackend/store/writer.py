@@ -31,6 +31,7 @@ from ..shared.errors import StoreError
 from ..shared.paths import db_path, make_dirs
 from . import files
 from .files import RunLock
+from .reader import RunReader
 from .schema import (
     CHUNK_ROWS,
     JSON_FIELDS,
@@ -311,6 +312,26 @@ class RunWriter:
             rows = rows[len(take):]
             step += len(take)
 
+    def logged_values(self, keys: list[str]) -> dict[str, list[Any]]:
+        """Every value logged so far under each of ``keys``, in step order: the rows
+        stored (read back read-only, checked as any reader checks them) and then the
+        rows not written yet. For ``define_metric`` on keys logged before it."""
+        out: dict[str, list[Any]] = {key: [] for key in keys}
+        try:
+            with RunReader(self.run_dir) as reader:
+                for _, columns in reader.chunks(keys=keys):
+                    for key, (_, values) in columns.items():
+                        if key in out:
+                            out[key].extend(values)
+        except (StoreError, sqlite3.Error, OSError):
+            pass  # nothing stored yet (or unreadable): the rows in memory still count
+        for chunk in [*self._sealed, self._open]:
+            for row in chunk.rows[chunk.written:]:
+                for key in keys:
+                    if key in row:
+                        out[key].append(row[key])
+        return out
+
     def update_run(self, **fields: Any) -> None:
         """Set run-table fields (config, summary, state, step, ...) at the next commit."""
         for key in fields:
@@ -468,3 +489,34 @@ def _writer_connection(path: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     return conn
 
+
+
+# The fields of a finished run that ``edit_run`` (``ApiRun.update()``) may set.
+EDITABLE = ("name", "notes", "tags", "config", "summary", "run_group", "job_type")
+
+
+def edit_run(run_dir: str, run_id: str, fields: dict[str, Any]) -> None:
+    """Store edits to a run that no process is writing (``ApiRun.update()``).
+
+    The run's lock is taken first, so a live run is never written behind its
+    service's back: UsageError naming its writer. Only ``EDITABLE`` fields.
+    """
+    bad = [key for key in fields if key not in EDITABLE]
+    if bad:
+        raise KeyError(f"these fields of a run cannot be edited: {bad}")
+    lock = RunLock(run_dir, run_id, os.getpid())
+    try:
+        path = db_path(run_dir)
+        if not os.path.isfile(path):
+            raise StoreError(f"{path} does not exist")
+        conn = _writer_connection(path)
+        try:
+            values = {k: to_json(v) if k in JSON_FIELDS else v for k, v in fields.items()}
+            values["updated_at"] = time.time()
+            with transaction(conn, path):
+                conn.execute(f"UPDATE run SET {', '.join(k + '=?' for k in values)}",
+                             list(values.values()))
+        finally:
+            conn.close()
+    finally:
+        lock.close()

@@ -2,7 +2,8 @@
 
     login()                          --> True (nothing to log in to: runs are local)
     termlog / termwarn / termerror   --> one line on stderr, ``mpbackend: ...``
-                                         (none under MPBACKEND_SILENT / WANDB_SILENT)
+                                         (none under MPBACKEND_SILENT / WANDB_SILENT,
+                                         or for a run with Settings(silent=True))
 
 Scripts and notebooks call these first or in passing (``wandb.login()`` opens
 about 40% of public notebooks); here they do what they can mean for a logger
@@ -34,9 +35,15 @@ def login(anonymous: str | None = None, key: str | None = None, relogin: bool | 
 _printed: set[str] = set()  # what was printed with repeat=False
 
 
+def _silent_run() -> bool:
+    """The current run was started with ``Settings(silent=True)`` (or ``quiet``)."""
+    run = getattr(sys.modules.get("mpbackend"), "run", None)
+    return bool(run is not None and getattr(run, "_quiet", False))
+
+
 def _line(text: Any, newline: bool, repeat: bool, prefix: bool) -> None:
     text = str(text)
-    if environ.flag("SILENT") or (not repeat and text in _printed):
+    if environ.flag("SILENT") or (not repeat and text in _printed) or _silent_run():
         return
     if not repeat:
         _printed.add(text)

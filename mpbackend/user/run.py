@@ -18,14 +18,16 @@ logs into the run counts. ``init()`` (``mpbackend.user.init``) makes Runs.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+import pathlib
 import pickle
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.context import get_spawning_popen
-from typing import TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from ..shared import messages as m
 from ..shared.errors import UsageError
@@ -56,6 +58,9 @@ log = logging.getLogger("mpbackend")
 _HISTORY, _HISTORY_FLOATS = m.HISTORY, m.HISTORY_FLOATS
 _time = time.time
 _pickle_dumps = pickle.dumps
+
+
+ALERT_LEVELS = ("INFO", "WARN", "ERROR")
 
 
 def _settable(field: str, doc: str) -> property:
@@ -102,7 +107,9 @@ class Run:
             "name": spec["name"], "notes": spec.get("notes"),
             "tags": tuple(spec.get("tags") or ()), "group": spec.get("group"),
             "job_type": spec.get("job_type")}
+        self.entity: str = spec.get("entity") or ""
         self.resumed: bool = reply.get("resumed", False)
+        self._at_end: list[tuple[str, str]] = []  # save(policy="live"/"end"): copied at the end
         self.state = RUNNING
         self._final_step = reply.get("step", 0)
         self.config = Config(self, reply.get("config") or {})
@@ -110,7 +117,87 @@ class Run:
 
     @property
     def path(self) -> str:
-        return f"{self.project}/{self.id}"
+        """``entity/project/id`` (``project/id`` without an entity), as wandb's."""
+        return "/".join(p for p in (self.entity, self.project, self.id) if p)
+
+    @property
+    def url(self) -> str:
+        """A ``file://`` URL of the run's directory (wandb's is its web page)."""
+        return pathlib.Path(self.dir).absolute().as_uri()
+
+    def get_url(self) -> str:
+        """``run.url``."""
+        return self.url
+
+    def get_project_url(self) -> str:
+        """A ``file://`` URL of the project's directory."""
+        return pathlib.Path(self.dir).absolute().parent.as_uri()
+
+    @property
+    def offline(self) -> bool:
+        """True: every run is stored locally (wandb's offline mode is the only one)."""
+        return True
+
+    @property
+    def disabled(self) -> bool:
+        return False
+
+    def mark_preempting(self) -> None:
+        """Record that the run is about to be preempted (stored with the run as
+        ``preempting``): its end is then a preemption, not a failure to look into."""
+        self._send_record((m.RUN_META, self.id, {"preempting": True}), {}, "mark_preempting()")
+
+    def save(self, glob_str: str | os.PathLike, base_path: str | os.PathLike | None = None,
+             policy: str = "live", glob: bool = True) -> list[str]:
+        """Copy files into the run's files (``run.dir``, kept by name relative to
+        ``base_path``): ``policy="now"`` copies them now, ``"live"`` now and again
+        when the run ends, ``"end"`` when it ends. Returns the stored paths."""
+        self._check_running("save()")
+        from . import runfiles
+
+        return runfiles.save(self, glob_str, base_path, policy, glob)
+
+    def restore(self, name: str, run_path: str | None = None, replace: bool = False,
+                root: str | None = None) -> IO[str]:
+        """A saved file of this run (or of ``run_path``), opened for reading."""
+        from . import runfiles
+
+        return runfiles.restore(name, run_path, replace, root, self,
+                                os.path.abspath(self._settings.dir))
+
+    def log_code(self, root: str | None = ".", name: str | None = None,
+                 include_fn: Callable[..., bool] | None = None,
+                 exclude_fn: Callable[..., bool] | None = None) -> list[str]:
+        """Copy the code under ``root`` (``*.py`` unless ``include_fn`` says otherwise)
+        to ``<run dir>/code/``; returns the stored paths. ``name`` is accepted
+        for wandb's signature (wandb names the code artifact with it)."""
+        self._check_running("log_code()")
+        from . import runfiles
+
+        return runfiles.log_code(self, root, include_fn or runfiles.is_code, exclude_fn)
+
+    def alert(self, title: str, text: str, level: str | None = None,
+              wait_duration: float | datetime.timedelta | None = None) -> None:
+        """Store an alert with the run (``extra["alerts"]``) and print it.
+
+        ``level`` is ``INFO`` (default), ``WARN`` or ``ERROR`` (or wandb's
+        ``AlertLevel``); ``wait_duration`` is stored with it.
+        """
+        for what, value in (("title", title), ("text", text)):
+            if not isinstance(value, str):
+                raise TypeError(f"alert(): {what} must be a str, not {value!r}")
+            check_text(value, f"alert(): the {what}")
+        level = getattr(level, "value", level) or "INFO"
+        if level not in ALERT_LEVELS:
+            raise ValueError(f"alert(): level must be one of {ALERT_LEVELS}, not {level!r}")
+        if isinstance(wait_duration, datetime.timedelta):
+            wait_duration = wait_duration.total_seconds()
+        alert = {"title": str.__str__(title), "text": str.__str__(text), "level": level,
+                 "wait_duration": wait_duration, "time": time.time()}
+        self._send_record((m.ALERT, self.id, alert), alert, "alert()")
+        from .everyday import termwarn
+
+        termwarn(f"alert ({level}) {title}: {text}")
 
     notes = _settable("notes", "Free text about the run; settable, and stored.")
     tags = _settable("tags", "The run's tags (a tuple); settable to a list or tuple of str, "
@@ -310,6 +397,10 @@ class Run:
         manager = self._manager
         if self._in_child or manager is None:
             return
+        if self._at_end:
+            from .runfiles import copy_at_end
+
+            copy_at_end(self)
         try:
             reply = manager.inform_finish(self.id, state, exit_code, timeout,
                                           self._interface.dropped_by.get(self.id, 0))
@@ -396,6 +487,28 @@ class DisabledRun(Run):
 
     def flush(self, timeout: float | None = None) -> None:
         """Nothing to flush."""
+
+    def save(self, glob_str: str | os.PathLike, base_path: str | os.PathLike | None = None,
+             policy: str = "live", glob: bool = True) -> list[str]:
+        """Accepted; nothing is copied."""
+        return []
+
+    def log_code(self, root: str | None = ".", name: str | None = None,
+                 include_fn: Callable[..., bool] | None = None,
+                 exclude_fn: Callable[..., bool] | None = None) -> list[str]:
+        """Accepted; nothing is copied."""
+        return []
+
+    def alert(self, title: str, text: str, level: str | None = None,
+              wait_duration: float | datetime.timedelta | None = None) -> None:
+        """Accepted; nothing is stored or printed."""
+
+    def mark_preempting(self) -> None:
+        """Accepted; nothing is stored."""
+
+    @property
+    def disabled(self) -> bool:
+        return True
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         """Mark the run ended; nothing is stored."""

@@ -1,15 +1,16 @@
 """What log(), config and summary accept, checked and converted at the call.
 
     Run.log(data) --fast path: builtin str keys and numbers--> copied, sent as is
-                  --otherwise: normalize()--> flat dict of plain values --serialise()-->
+                  --otherwise: normalize()--> dict of plain values --serialise()-->
     Config / Summary updates --convert()--> plain values --serialise()--> bytes
 
 Everything here runs in the caller's thread, so a bad key or value raises
 TypeError or ValueError at the call that made it, naming the key, and nothing
 already logged is touched. numpy and torch scalars become Python numbers,
-arrays lists (up to ``Settings.max_array_size`` elements), nested dicts dotted
-keys; open files, bytes and objects with no faithful stored form (a class
-instance, a module, a function, a figure) are refused with TypeError.
+arrays lists (up to ``Settings.max_array_size`` elements); nested dicts stay
+nested (the service makes ``a.b`` history keys of them). Open files, bytes and
+objects with no faithful stored form (a class instance, a module, a function, a
+figure) are refused with TypeError.
 """
 
 from __future__ import annotations
@@ -162,13 +163,17 @@ def _text(value: Any) -> str:
         raise TypeError(f"str() of the {type(value).__name__} raised {exc!r}") from None
 
 
-def flatten(prefix: str, value: Mapping, out: dict[str, Any], limit: int,
-             path: tuple[int, ...] = ()) -> None:
+def check_row(prefix: str, value: Mapping, limit: int, path: tuple[int, ...] = ()
+              ) -> dict[str, Any]:
+    """A logged dict with its keys checked and its values converted; nested dicts
+    stay nested (the service flattens them into ``a.b`` history keys and keeps the
+    summary nested, as wandb does). ``prefix`` names where it sits, for errors."""
     if id(value) in path:
         raise ValueError(f"log(): the dict under {prefix[:-1]!r} contains itself")
     if len(path) >= 64:
         raise ValueError(f"log(): dicts nested more than 64 deep (at {prefix[:-1]!r})")
     path = (*path, id(value))
+    out: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str):
             raise TypeError(f"log() keys must be str, not {type(key).__name__} "
@@ -181,9 +186,10 @@ def flatten(prefix: str, value: Mapping, out: dict[str, Any], limit: int,
             raise ValueError(f"log(): the key {key!r} is set by mpbackend on every row; "
                              "give the step as log(..., step=N), or use another name")
         if isinstance(item, Mapping):
-            flatten(f"{prefix}{key}.", item, out, limit, path)
-            continue
-        out[prefix + key] = convert_item("log()", prefix + key, item, limit)
+            out[key] = check_row(f"{prefix}{key}.", item, limit, path)
+        else:
+            out[key] = convert_item("log()", prefix + key, item, limit)
+    return out
 
 
 def convert_item(what: str, key: str, value: Any, limit: int) -> Any:
@@ -210,12 +216,10 @@ def learn_keys(data: dict, known: set[str]) -> bool:
 
 
 def normalize(data: Any, limit: int) -> dict[str, Any]:
-    """The slow path of log(): check keys, convert values, flatten nested dicts."""
+    """The slow path of log(): check keys and convert values (nested dicts kept)."""
     if not isinstance(data, Mapping):
         raise TypeError(f"log() takes a dict, not {type(data).__name__}")
-    out: dict[str, Any] = {}
-    flatten("", data, out, limit)
-    return out
+    return check_row("", data, limit)
 
 
 def serialise(record: tuple, data: Mapping[str, Any], what: str) -> bytes:

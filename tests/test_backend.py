@@ -845,9 +845,9 @@ def test_step_rules(rundir, caplog):
     run.log({"g": 7}, step=2)                 # smaller: dropped with a warning
     run.log({"h": 8})                         # merged into step 5 and committed
     run.log({"i": 9}, step=6, commit=True)    # committed at once
-    run.log({})                               # nothing pending: no row
+    run.log({})                               # nothing pending: an empty row, step 7
     run.log({"j": 10}, commit=False)
-    run.log({})                               # commits the pending row: step 7
+    run.log({})                               # commits the pending row: step 8
     run.log({"k": 11}, commit=False)          # pending: not committed by a flush
     run.flush()
 
@@ -860,7 +860,8 @@ def test_step_rules(rundir, caplog):
         (1, {"d": 4, "e": 5}),
         (5, {"f": 6, "h": 8}),
         (6, {"i": 9}),
-        (7, {"j": 10}),
+        (7, {}),
+        (8, {"j": 10}),
     ]
 
     def warned() -> list[logging.LogRecord]:
@@ -873,8 +874,8 @@ def test_step_rules(rundir, caplog):
 
     run.finish()  # commits the pending row
     info = read_run(run.dir)[0]
-    assert user_rows()[-1] == (8, {"k": 11})
-    assert info["step"] == 9
+    assert user_rows()[-1] == (9, {"k": 11})
+    assert info["step"] == 10
     assert "g" not in info["summary"] and info["summary"]["k"] == 11
 
 

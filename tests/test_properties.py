@@ -1,20 +1,24 @@
 """Property-based tests: random sequences of run operations against a reference model.
 
-The model below is written from wandb's documented rules (the docstring of
-``mpbackend.internal``), not from the code that implements them:
+The model below is written from wandb 0.31's rules as found by running the same
+programs under wandb (offline) and reading back what it stored (README, "The run
+API"), not from the code that implements them:
 
 * ``log(d)`` commits a row at the current step and moves the step on; with
   ``commit=False`` it merges into the pending row; with ``step=s``, ``s`` equal
   to the current step merges, a larger ``s`` commits the pending row first and
   moves to ``s``, a smaller one is dropped; with a step, ``commit`` defaults to
-  False; ``log({})`` commits the pending row, and an empty row is never stored;
-* the summary holds the last committed value of each key, shaped by
-  ``define_metric`` (``{"min": ..}``, ``{"max": ..}``, ``{"mean": ..}``,
-  ``{"best": ..}`` by the goal, ``{"last": ..}``; ``"none"`` leaves the key out;
-  an exact name wins over a glob, a longer glob over a shorter one; ops of repeated
-  calls add up) over the rows committed while the metric had ops; keys the user
-  sets stay set; ``step_metric`` fills the step metric's last value into rows
-  that lack it;
+  False; ``log({})`` commits the pending row, or an empty row of its own (it
+  takes a step), and so does ``log({}, step=s, commit=True)``; an empty pending
+  row committed by a later step or the finish is not stored;
+* the summary is what the committed rows and the user's sets wrote, in order (the
+  last write wins): a row sets each of its keys to its value, or to
+  ``{"min": .., "max": .., "mean": .., "best": .., "first": .., "last": ..}`` as
+  ``define_metric`` asks, over every value the key had since the run began
+  (``"none"``: the key is not written); an exact name wins over a glob, a longer
+  glob over a shorter one; a later ``define_metric`` of a name replaces the earlier
+  one; ``step_metric`` (with step_sync) fills the step metric's last numeric value,
+  or 0, into rows that lack it;
 * ``config.update`` merges, and without ``allow_val_change`` a changed value is
   refused (ConfigError) and nothing changes.
 
@@ -46,7 +50,7 @@ KEYS = ["a", "b", "b2", "c"]
 METRIC_NAMES = ["a", "b", "b2", "b*", "b2*"]  # globs of different lengths
 SUMMARY_KEYS = ["a", "b", "s"]
 CONFIG_KEYS = ["lr", "bs", "opt"]
-OPS = ["min", "max", "mean", "best", "last", "none"]
+OPS = ["min", "max", "mean", "best", "first", "last", "none"]
 
 
 # -- the reference model ------------------------------------------------------------
@@ -63,10 +67,10 @@ class Model:
         self.step = 0  # the step the next committed row gets
         self.pending: dict[str, Any] | None = None
         self.rows: list[tuple[int, dict[str, Any]]] = []
-        self.last: dict[str, Any] = {}  # last committed value per key, and _step
+        self.values: dict[str, list[Any]] = {}  # every committed value of each key
+        self.step_values: dict[str, Any] = {}  # each step metric's last numeric value
         self.defs: dict[str, dict[str, Any]] = {}
-        self.seen: dict[str, dict[str, Any]] = {}  # per key, while it has summary ops
-        self.user: dict[str, Any] = {}
+        self.tree: dict[str, Any] = {}  # the summary, as written in order
         self.config = dict(config)
 
     # -- history --
@@ -80,15 +84,15 @@ class Model:
                 self.step = step
             self.pending = {**(self.pending or {}), **data}
             if commit:
-                self._commit_pending()
+                row, self.pending = self.pending, None
+                self._commit(row)  # committed by the call: an empty row too
             return
         if commit is False:
             self.pending = {**(self.pending or {}), **data}
             return
         row = {**(self.pending or {}), **data}
         self.pending = None
-        if row:
-            self._commit(row)
+        self._commit(row)  # an empty row too
 
     def finish(self) -> None:
         self._commit_pending()
@@ -100,72 +104,72 @@ class Model:
 
     def _commit(self, data: dict[str, Any]) -> None:
         row = dict(data)
+        metrics = {d["step_metric"] for d in self.defs.values() if d["step_metric"]}
+        for x in metrics:
+            if x in row and _is_number(row[x]):
+                self.step_values[x] = row[x]
         for key in list(data):
             d = self.resolve(key)
             x = d and d.get("step_metric")
-            if x and d.get("step_sync") and x not in row and x in self.last:
-                row[x] = self.last[x]
+            if x and d.get("step_sync") and x not in row:
+                row[x] = self.step_values.get(x, 0)
         for key, value in row.items():
-            d = self.resolve(key)
-            if d is not None and d["ops"]:
-                seen = self.seen.setdefault(key, {"numbers": []})
-                seen["last"] = value
-                if _is_number(value):
-                    seen["numbers"].append(value)
+            if value is not None:
+                self.values.setdefault(key, []).append(value)
+        for key, value in row.items():
+            if value is None:
+                continue
+            shaped = self.shaped(key, value)
+            if shaped is not _LEFT_OUT:
+                self.tree[key] = shaped
+        self.tree["_step"] = self.step
         self.rows.append((self.step, row))
-        self.last.update(row)
-        self.last["_step"] = self.step
         self.step += 1
 
     # -- metrics and summary --
 
     def define(self, name: str, ops: list[str], goal: str | None,
                step_metric: str | None) -> None:
-        old = self.defs.get(name, {"ops": [], "goal": None, "step_metric": None,
-                                   "step_sync": None})
-        new = dict(old)
-        new["ops"] = old["ops"] + [op for op in ops if op not in old["ops"]]
-        if goal is not None:
-            new["goal"] = goal
-        if step_metric is not None:
-            new["step_metric"] = step_metric
-        if new["step_metric"] and new["step_sync"] is None:
-            new["step_sync"] = True
-        self.defs[name] = new
+        self.defs[name] = {"ops": list(ops), "goal": goal, "step_metric": step_metric,
+                           "step_sync": True if step_metric else None}
 
     def resolve(self, key: str) -> dict[str, Any] | None:
         if key in self.defs:
             return self.defs[key]
+        if key.startswith("_"):
+            return None
         globs = [g for g in self.defs if ("*" in g or "?" in g) and fnmatch.fnmatchcase(key, g)]
         if not globs:
             return None
         return self.defs[max(globs, key=len)]
 
+    def shaped(self, key: str, value: Any) -> Any:
+        d = self.resolve(key)
+        ops = d["ops"] if d is not None else []
+        if not ops:
+            return value
+        if "none" in ops:
+            return _LEFT_OUT
+        numbers = [v for v in self.values.get(key, []) if _is_number(v)]
+        shaped: dict[str, Any] = {}
+        for op in ops:
+            if op == "last":
+                shaped["last"] = value
+            elif op == "first" and numbers:
+                shaped["first"] = numbers[0]
+            elif op == "mean" and numbers:
+                shaped["mean"] = sum(numbers) / len(numbers)
+            elif op == "best" and numbers:
+                shaped["best"] = (min if d["goal"] == "minimize" else max)(numbers)
+            elif op in ("min", "max") and numbers:
+                shaped[op] = (min if op == "min" else max)(numbers)
+        return shaped
+
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in self.last.items():
-            d = self.resolve(key)
-            ops = d["ops"] if d is not None else []
-            if not ops:
-                out[key] = value
-                continue
-            if "none" in ops:
-                continue
-            seen = self.seen.get(key)
-            numbers = seen["numbers"] if seen else []
-            shaped: dict[str, Any] = {}
-            for op in ops:
-                if op == "last":
-                    shaped["last"] = seen["last"] if seen else value
-                elif op == "mean" and numbers:
-                    shaped["mean"] = sum(numbers) / len(numbers)
-                elif op == "best" and numbers:
-                    shaped["best"] = (min if d["goal"] == "minimize" else max)(numbers)
-                elif op in ("min", "max") and numbers:
-                    shaped[op] = (min if op == "min" else max)(numbers)
-            out[key] = shaped
-        out.update(self.user)
-        return out
+        return dict(self.tree)
+
+
+_LEFT_OUT = object()  # shaped(): summary="none"
 
 
 # -- comparing ------------------------------------------------------------------------------
@@ -244,13 +248,12 @@ def _apply(run: mpbackend.Run, model: Model, op: tuple) -> None:
     elif kind == "summary":
         _, key, value = op
         run.summary[key] = value
-        model.user[key] = value
+        model.tree[key] = value
     elif kind == "delete":
         _, key = op
         if key in model.summary():
             del run.summary[key]
-            model.user.pop(key, None)
-            model.last.pop(key, None)
+            model.tree.pop(key)
         else:
             with pytest.raises(KeyError):
                 del run.summary[key]
@@ -347,9 +350,8 @@ def test_rows_round_trip_through_the_store(rundir, seed, n, nkeys, flush_every):
                 run.log(row, step=step, commit=True)
             else:
                 run.log(row)
-            if row:
-                expected.append((step, row))
-                step += 1
+            expected.append((step, row))  # an empty row takes a step too
+            step += 1
             if flush_every and (i + 1) % flush_every == 0:
                 run.flush(timeout=20)
                 if live_checks < 2 and rnd.random() < 0.1:

@@ -16,6 +16,7 @@ import argparse
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -74,10 +75,10 @@ STEP_CASES = {
         calls=[({"a": 1}, None, False), ({}, None, None), ({"b": 2}, None, None)],
         flushed=[(0, {"a": 1}), (1, {"b": 2})],
         rows=[(0, {"a": 1}), (1, {"b": 2})]),
-    "log() with no data and nothing pending makes no row": dict(
+    "log() with no data and nothing pending is a row of its own (as in wandb)": dict(
         calls=[({}, None, None), ({"a": 1}, None, None), ({}, None, None), ({}, None, True)],
-        flushed=[(0, {"a": 1})],
-        rows=[(0, {"a": 1})]),
+        flushed=[(0, {}), (1, {"a": 1}), (2, {}), (3, {})],
+        rows=[(0, {}), (1, {"a": 1}), (2, {}), (3, {})]),
     "a pending commit=False row is not committed by flush, only by finish": dict(
         calls=[({"a": 1}, None, None), ({"b": 2}, None, False)],
         flushed=[(0, {"a": 1})],
@@ -219,15 +220,15 @@ def test_define_metric_summary_ops(rundir):
     run.define_metric("hidden_sum", summary="none")
     run.define_metric("both", summary="min,max")
     run.define_metric("added", summary="min")
-    run.define_metric("added", summary="max")  # a repeated call adds ops
-    run.define_metric("added", summary="mean")
+    run.define_metric("added", summary="max")  # a repeated call replaces (as in wandb)
+    run.define_metric("added", summary="mean,first")
     keys = ["mn", "mx", "avg", "lst", "lo", "hi", "hidden_sum", "both", "added", "plain"]
     for value in (3.0, 1.0, 5.0, 2.0):
         run.log({k: value for k in keys})
     expected = {
         "mn": {"min": 1.0}, "mx": {"max": 5.0}, "avg": {"mean": 2.75}, "lst": {"last": 2.0},
         "lo": {"best": 1.0}, "hi": {"best": 5.0}, "both": {"min": 1.0, "max": 5.0},
-        "added": {"min": 1.0, "max": 5.0, "mean": 2.75}, "plain": 2.0,
+        "added": {"mean": 2.75, "first": 3.0}, "plain": 2.0,
     }
     live = run.summary.as_dict()
     assert {k: live.get(k) for k in keys if k != "hidden_sum"} == expected
@@ -264,7 +265,7 @@ def test_define_metric_step_metric_with_step_sync(rundir):
     run.define_metric("epoch")
     run.define_metric("val/*", step_metric="epoch")  # step_sync defaults to True
     run.define_metric("nosync", step_metric="epoch", step_sync=False)
-    run.log({"val/loss": 9.0})            # no epoch logged yet: nothing to fill in
+    run.log({"val/loss": 9.0})            # no epoch logged yet: 0 (as in wandb)
     run.log({"epoch": 0, "train": 1.0})
     run.log({"val/loss": 0.5})            # gets epoch 0
     run.log({"epoch": 1})
@@ -275,7 +276,7 @@ def test_define_metric_step_metric_with_step_sync(rundir):
     run.finish()
     rows = user_rows(stored(run.dir)[1])
     assert rows == [
-        (0, {"val/loss": 9.0}),
+        (0, {"val/loss": 9.0, "epoch": 0}),
         (1, {"epoch": 0, "train": 1.0}),
         (2, {"val/loss": 0.5, "epoch": 0}),
         (3, {"epoch": 1}),
@@ -287,13 +288,16 @@ def test_define_metric_step_metric_with_step_sync(rundir):
     assert run.summary["epoch"] == 7
 
 
-def test_user_set_summary_keys_stay_and_delete(rundir):
+def test_user_set_summary_keys_last_write_wins_and_delete(rundir):
+    """A key set on the summary stays until a row logs it again (the last write wins,
+    as in wandb 0.31)."""
     run = mpbackend.init(project="summary", id="user")
     run.summary["best_acc"] = 0.9
     run.summary.update({"note": "hand-set"}, extra=3)
     run.log({"best_acc": 0.1, "loss": 2.0, "tmp": 1})
     run.log({"best_acc": 0.2, "loss": 1.0})
-    assert run.summary["best_acc"] == 0.9  # the user's value stays
+    assert run.summary["best_acc"] == 0.2  # logged after the set: the logged value
+    run.summary["best_acc"] = 0.9  # set after the last log: the set value stays
     assert run.summary["note"] == "hand-set" and run.summary["extra"] == 3
     assert run.summary["loss"] == 1.0
 
@@ -302,8 +306,8 @@ def test_user_set_summary_keys_stay_and_delete(rundir):
     assert "tmp" not in run.summary and "extra" not in run.summary
     with pytest.raises(KeyError):
         del run.summary["never-there"]
-    run.summary["loss"] = -5.0             # overriding a logged key
     run.log({"loss": 0.5})
+    run.summary["loss"] = -5.0             # overriding a logged key
     assert run.summary["loss"] == -5.0
     run.flush(timeout=20)
     live_store = stored(run.dir)[0]["summary"]
@@ -454,7 +458,7 @@ def test_run_attributes(rundir):
     assert info["created_at"] == pytest.approx(run.start_time)
 
     other = mpbackend.init(project="attrs")
-    assert other.name == other.id and len(other.id) >= 6
+    assert re.fullmatch(r"[a-z]+-[a-z]+-2", other.name) and len(other.id) >= 6
     assert other.path == f"attrs/{other.id}"
     other.finish()
 

@@ -188,3 +188,19 @@ def test_a_lower_step_is_dropped_and_commit_false_merges(rundir, caplog):
     run.finish()
     _, rows = _stored(run)
     assert rows == [{"_step": 0, "a": 1, "b": 2}, {"_step": 5, "c": 1, "e": 3}]
+
+
+def test_the_end_summary_shows_nested_keys_as_their_history_columns(rundir):
+    """A nested summary is shown by history key (``train.loss``, with its line); a
+    define_metric value (``{"max": ..}``) stays whole."""
+    from mpbackend.read.end_summary import read
+
+    run = mpbackend.init(project="rules", settings={"quiet": True})
+    run.define_metric("acc", summary="max")
+    for i in range(4):
+        run.log({"train": {"loss": 1.0 / (i + 1)}, "acc": i / 10})
+    run.finish()
+    shown = {key: (value, points) for key, value, points in read(run.dir)["metrics"]}
+    assert set(shown) == {"acc", "train.loss"}
+    assert shown["acc"][0] == {"max": 0.3} and shown["train.loss"][0] == 0.25
+    assert len([p for p in shown["train.loss"][1] if p == p]) >= 2  # a line from history

@@ -451,3 +451,20 @@ def test_history_without_pandas_says_what_to_install(rundir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "'x': 1" in proc.stdout
     assert "pip install 'mpbackend[pandas]', or pass pandas=False" in proc.stdout
+
+
+def test_util_helpers_scripts_call():
+    import mpbackend as wandb
+
+    ids = {wandb.util.generate_id() for _ in range(50)}
+    assert len(ids) == 50 and all(len(i) == 8 and i.isalnum() and i.islower() for i in ids)
+    assert len(wandb.util.generate_id(20)) == 20
+    assert wandb.util.get_module("json").__name__ == "json"
+    assert wandb.util.get_module("no_such_module_here") is None
+    with pytest.raises(ImportError, match="needed"):
+        wandb.util.get_module("no_such_module_here", required="needed")
+    assert wandb.util.make_artifact_name_safe("my model:v1/best") == "my_model_v1_best"
+    assert wandb.util.to_forward_slash_path("a\\b\\c") == "a/b/c"
+    assert wandb.util.json_friendly(__import__("pathlib").Path("/x")) == ("/x", True)
+    with pytest.raises(TypeError, match="no stored form"):
+        wandb.util.json_friendly(object())

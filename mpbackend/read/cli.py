@@ -55,7 +55,7 @@ from ..shared.version import __version__
 from ..store.reader import RunReader, pivot
 from . import report
 from .api import Api, ApiRun
-from .format import duration, flatten, format_value, is_number, printable
+from .format import duration, flat_summary, flatten, format_value, is_number, printable
 
 EXIT_ERROR = 1
 EXIT_RUN_FAILED = 3  # tail: the run ended, but not "finished"
@@ -305,7 +305,7 @@ def ls_cmd(root: str, project: str | None, states: tuple[str, ...], tags: tuple[
 def _summary_value(run: ApiRun, key: str) -> Any:
     if key in run.summary:
         return run.summary[key]
-    return flatten(run.summary).get(key)
+    return flat_summary(run.summary).get(key)
 
 
 @cli.command("show")
@@ -339,7 +339,7 @@ def show_cmd(root: str, run_ref: str) -> None:
     console.print()
     console.print(kv_table("Config", sorted(config.items())) if config else "Config: (empty)")
     summary = [(k, when(v) if k == "_timestamp" and is_number(v) else v)
-               for k, v in run.summary.items()]
+               for k, v in flat_summary(run.summary).items()]
     console.print()
     console.print(kv_table("Summary", summary) if summary else "Summary: (empty)")
     console.print()

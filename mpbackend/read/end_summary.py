@@ -48,7 +48,7 @@ from ..shared.errors import StoreError
 from ..shared.jupyter import in_notebook
 from ..shared.metrics import MetricDefs
 from ..store.reader import RunReader, checked_values
-from .format import duration, format_value, printable
+from .format import duration, flat_summary, format_value, printable
 
 log = logging.getLogger("mpbackend")
 
@@ -114,7 +114,8 @@ def read(run_dir: str) -> dict[str, Any]:
     with RunReader(run_dir) as reader:
         info = reader.info()
         metrics = MetricDefs(info["extra"].get("metrics"))
-        keys = [k for k, _ in sorted(info["summary"].items())
+        summary = flat_summary(info["summary"])  # keys as the history has them
+        keys = [k for k, _ in sorted(summary.items())
                 if not k.startswith("_") and not (metrics.resolve(k) or {}).get("hidden")]
         shown, more = keys[:MAX_METRICS], max(len(keys) - MAX_METRICS, 0)
         lines, damaged = _sparklines(reader, shown) if shown else ({}, [])
@@ -123,7 +124,7 @@ def read(run_dir: str) -> dict[str, Any]:
         "id": info["id"], "name": info["name"] or info["id"], "state": info["state"],
         "dir": run_dir, "root": root, "steps": info["step"],
         "runtime": max(0.0, (info["updated_at"] or 0) - (info["created_at"] or 0)),
-        "metrics": [(k, info["summary"][k], lines.get(k, [])) for k in shown],
+        "metrics": [(k, summary[k], lines.get(k, [])) for k in shown],
         "more": more, "damaged": damaged,
     }
 

@@ -119,3 +119,24 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+# The keys of a define_metric summary value (``{"min": .., "max": ..}``).
+_OPS = frozenset({"min", "max", "mean", "best", "first", "last"})
+
+
+def flat_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """A (nested) summary by history key: ``{"train": {"loss": 1}}`` -> ``{"train.loss": 1}``;
+    a define_metric value such as ``{"max": 0.9}`` stays whole under its key."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, tree: dict[str, Any]) -> None:
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict) and value and not set(value) <= _OPS:
+                walk(name + ".", value)
+            else:
+                flat[name] = value
+
+    walk("", summary)
+    return flat

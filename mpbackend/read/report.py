@@ -56,7 +56,7 @@ from typing import Any, cast
 from ..shared.errors import StoreError
 from ..shared.states import TERMINAL_STATES
 from ..store.reader import RunReader, spread
-from .format import duration, flatten, format_value, is_number, printable
+from .format import duration, flat_summary, flatten, format_value, is_number, printable
 
 # Line colours for runs, in order; chosen to stay distinct on white and for the
 # common forms of colour blindness (the first four most of all).
@@ -386,7 +386,7 @@ def _run_row(i: int, run: Any, shown: Sequence[str]) -> dict[str, Any]:
             "state_class": state if state in KNOWN_STATES else "other",
             "steps": printable(run.step), "runtime": duration(runtime(run)),
             "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at)),
-            "cells": [format_value(run.summary.get(k)) for k in shown]}
+            "cells": [format_value(flat_summary(run.summary).get(k)) for k in shown]}
 
 
 def _section(index: int, charts: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:

@@ -410,8 +410,8 @@ class Internal:
             else:
                 pending[0].update(data)
                 self._pending[pid] = (pending[0], ts, worker)
-            if commit:
-                self._commit_pending(pid)
+            if commit:  # an explicit commit stores the row, an empty one too
+                self._commit_pending(pid, empty=True)
             return None
         if commit is False:
             if pending is None:
@@ -445,9 +445,11 @@ class Internal:
         self.writer.append(self.step, row)
         self.step += 1
 
-    def _commit_pending(self, pid: int) -> None:
+    def _commit_pending(self, pid: int, empty: bool = False) -> None:
+        """Commit ``pid``'s pending row; an empty one only if ``empty`` (a log() call
+        that commits it), not when a later step or the finish does."""
         pending = self._pending.pop(pid, None)
-        if pending is not None and pending[0]:
+        if pending is not None and (pending[0] or empty):
             self._commit_row(pid, pending[2], pending[0], pending[1])
 
     def _commit_all(self) -> None:

@@ -204,3 +204,20 @@ def test_the_end_summary_shows_nested_keys_as_their_history_columns(rundir):
     assert set(shown) == {"acc", "train.loss"}
     assert shown["acc"][0] == {"max": 0.3} and shown["train.loss"][0] == 0.25
     assert len([p for p in shown["train.loss"][1] if p == p]) >= 2  # a line from history
+
+
+def test_a_nested_summary_value_set_in_place_is_stored(rundir):
+    """``run.summary["train"]["best"] = v`` stores the new nested value (as wandb's
+    SummarySubDict does), at any depth; the value still reads and dumps as a dict."""
+    import json
+
+    run = mpbackend.init(project="rules")
+    run.log({"train": {"loss": 0.5, "opt": {"lr": 0.1}}})
+    train = run.summary["train"]
+    assert train == {"loss": 0.5, "opt": {"lr": 0.1}} and json.loads(json.dumps(train))
+    train["best"] = 0.4
+    run.summary["train"]["opt"]["lr"] = 0.05
+    del run.summary.train["loss"]
+    assert run.summary["train"] == {"best": 0.4, "opt": {"lr": 0.05}}
+    run.finish()
+    assert _stored(run)[0] == {"train": {"best": 0.4, "opt": {"lr": 0.05}}}

@@ -12,19 +12,24 @@ wandb's step rules:
 * ``log(d, step=s)``: ``s`` equal to the current step merges into the pending row,
   a larger ``s`` commits the pending row and moves the step to ``s``, a smaller
   ``s`` is dropped with a warning; with a step given, ``commit`` defaults to False;
-* ``log({})`` with ``commit`` not False commits the pending row, if any.
+* ``log({})`` with ``commit`` not False commits the pending row, or else an empty
+  row of its own: it takes a step, as in wandb.
 
 Each process has its own pending row, so a DataLoader worker's partial row never
 merges with the main loop's; every committed row, from any process, takes the
 next step. Rows from a process other than the run's owner carry ``_pid`` (and
-``_worker``, the DataLoader worker id, where there is one).
+``_worker``, the DataLoader worker id, where there is one). A row logged with
+nested dicts is flattened here (``{"n": {"a": 1}}`` is the history key ``n.a``).
 
-The summary holds the last value of each key, except where ``define_metric``
-says otherwise (``Metrics``): ``summary="min"`` (and ``max``, ``mean``, ``best``
-by ``goal``, ``last``, several joined by commas or by repeated calls) stores
-``{"min": ...}`` under the key as wandb does, and ``"none"`` leaves the key out.
-Keys the user sets on the summary stay as set. A metric with a ``step_metric``
-and ``step_sync`` gets the step metric's last value filled into rows that lack it.
+The summary (``tree``) is what wandb 0.31 stores, written in order, the last
+write winning: each committed row sets its keys (nested where the row nested
+them; a None value sets nothing) to their values, or to what ``define_metric``
+asks (``Metrics``): ``summary="min"`` (and ``max``, ``mean``, ``first``,
+``last``, ``best`` by ``goal``, several joined by commas) stores ``{"min": ...}``
+over every value the key had since the run began, and ``"none"`` writes nothing;
+``run.summary[k] = v`` sets ``k``. A metric with a ``step_metric`` and
+``step_sync`` gets the step metric's last numeric value (or 0) filled into rows
+that lack it.
 
 Rows, config, summary and state reach the database when the StreamMux calls
 ``commit()`` (every ``commit_interval``), on a flush barrier, and at finish.

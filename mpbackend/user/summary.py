@@ -58,7 +58,7 @@ class Summary(MutableMapping):
         self._send(dict(data or (), **kwargs), [])
 
     def __getitem__(self, key: str) -> Any:
-        return self._current()[key]
+        return _wrap(self, key, self._current()[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._send({key: value}, [])
@@ -72,7 +72,7 @@ class Summary(MutableMapping):
         if key.startswith("_"):
             raise AttributeError(key)
         try:
-            return self._current()[key]
+            return _wrap(self, key, self._current()[key])
         except KeyError:
             raise AttributeError(f"summary has no key {key!r}") from None
 
@@ -118,3 +118,46 @@ class Summary(MutableMapping):
 
     def __repr__(self) -> str:
         return f"Summary({self._current()!r})"
+
+
+class SummarySubDict(dict):
+    """A nested value of the summary (``run.summary["train"]``): a dict, and setting or
+    deleting a key in it (at any depth) stores the new top-level value, as wandb's
+    ``summary["train"]["best"] = v`` does."""
+
+    def __init__(self, summary: Summary, top: str, root: SummarySubDict | None,
+                 items: Mapping[str, Any]) -> None:
+        root = self if root is None else root
+        super().__init__({k: SummarySubDict(summary, top, root, v) if isinstance(v, dict)
+                          else v for k, v in items.items()})
+        self._summary = summary
+        self._top = top
+        self._root = root
+
+    def _store(self) -> None:
+        self._summary._send({self._top: _plain(self._root)}, [])
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._store()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._store()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._store()
+
+    def __reduce__(self) -> tuple:  # pickled (or copied) as the plain dict it shows
+        return dict, (_plain(self),)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _wrap(summary: Summary, key: str, value: Any) -> Any:
+    return SummarySubDict(summary, key, None, value) if isinstance(value, dict) else value

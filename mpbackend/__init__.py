@@ -99,11 +99,11 @@ def log(data: dict[str, Any], step: int | None = None, commit: bool | None = Non
 
 
 def define_metric(name: str, step_metric: str | None = None, summary: str | None = None,
-                  goal: str | None = None, hidden: bool = False,
-                  step_sync: bool | None = None) -> Metric:
+                  goal: str | None = None, hidden: bool | None = None,
+                  step_sync: bool | None = None, overwrite: bool | None = None) -> Metric:
     """``define_metric`` on the current run."""
     return _current().define_metric(name, step_metric=step_metric, summary=summary, goal=goal,
-                                    hidden=hidden, step_sync=step_sync)
+                                    hidden=hidden, step_sync=step_sync, overwrite=overwrite)
 
 
 def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:

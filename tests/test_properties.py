@@ -16,8 +16,9 @@ API"), not from the code that implements them:
   ``{"min": .., "max": .., "mean": .., "best": .., "first": .., "last": ..}`` as
   ``define_metric`` asks, over every value the key had since the run began
   (``"none"``: the key is not written); an exact name wins over a glob, a longer
-  glob over a shorter one; a later ``define_metric`` of a name replaces the earlier
-  one; ``step_metric`` (with step_sync) fills the step metric's last numeric value,
+  glob over a shorter one; a later ``define_metric`` of a name merges into the
+  earlier one (ops add up, ``"none"`` counts only as the one op, what a call leaves
+  out stays); ``step_metric`` (with step_sync) fills the step metric's last numeric value,
   or 0, into rows that lack it;
 * ``config.update`` merges, and without ``allow_val_change`` a changed value is
   refused (ConfigError) and nothing changes.
@@ -130,8 +131,17 @@ class Model:
 
     def define(self, name: str, ops: list[str], goal: str | None,
                step_metric: str | None) -> None:
-        self.defs[name] = {"ops": list(ops), "goal": goal, "step_metric": step_metric,
-                           "step_sync": True if step_metric else None}
+        old = self.defs.get(name, {"ops": [], "goal": None, "step_metric": None,
+                                   "step_sync": None})
+        new = dict(old)
+        new["ops"] = old["ops"] + [op for op in ops if op not in old["ops"]]
+        if goal is not None:
+            new["goal"] = goal
+        if step_metric is not None:
+            new["step_metric"] = step_metric
+        if new["step_metric"] and new["step_sync"] is None:
+            new["step_sync"] = True
+        self.defs[name] = new
 
     def resolve(self, key: str) -> dict[str, Any] | None:
         if key in self.defs:
@@ -146,9 +156,11 @@ class Model:
     def shaped(self, key: str, value: Any) -> Any:
         d = self.resolve(key)
         ops = d["ops"] if d is not None else []
+        if len(ops) > 1:
+            ops = [op for op in ops if op != "none"]  # "none" counts only alone
         if not ops:
             return value
-        if "none" in ops:
+        if ops == ["none"]:
             return _LEFT_OUT
         numbers = [v for v in self.values.get(key, []) if _is_number(v)]
         shaped: dict[str, Any] = {}

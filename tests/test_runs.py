@@ -220,7 +220,7 @@ def test_define_metric_summary_ops(rundir):
     run.define_metric("hidden_sum", summary="none")
     run.define_metric("both", summary="min,max")
     run.define_metric("added", summary="min")
-    run.define_metric("added", summary="max")  # a repeated call replaces (as in wandb)
+    run.define_metric("added", summary="max")  # a repeated call adds ops (as in wandb)
     run.define_metric("added", summary="mean,first")
     keys = ["mn", "mx", "avg", "lst", "lo", "hi", "hidden_sum", "both", "added", "plain"]
     for value in (3.0, 1.0, 5.0, 2.0):
@@ -228,7 +228,7 @@ def test_define_metric_summary_ops(rundir):
     expected = {
         "mn": {"min": 1.0}, "mx": {"max": 5.0}, "avg": {"mean": 2.75}, "lst": {"last": 2.0},
         "lo": {"best": 1.0}, "hi": {"best": 5.0}, "both": {"min": 1.0, "max": 5.0},
-        "added": {"mean": 2.75, "first": 3.0}, "plain": 2.0,
+        "added": {"min": 1.0, "max": 5.0, "mean": 2.75, "first": 3.0}, "plain": 2.0,
     }
     live = run.summary.as_dict()
     assert {k: live.get(k) for k in keys if k != "hidden_sum"} == expected

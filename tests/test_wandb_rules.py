@@ -80,20 +80,29 @@ def test_the_last_write_wins_between_summary_and_log(rundir):
     assert _stored(run)[0] == {"k": 1, "j": 7, "other": 1, "best": 3}
 
 
-def test_summary_first_and_a_redefinition_replaces_the_earlier_one(rundir):
+def test_summary_first_and_a_redefinition_merges_into_the_earlier_one(rundir):
+    """As in wandb 0.31: a later define_metric of a name merges (ops add up, what it
+    leaves out stays, "none" then "max" is max); overwrite=True replaces."""
     run = mpbackend.init(project="rules")
     run.define_metric("x", summary="first")
     run.define_metric("y", summary="none")
     run.define_metric("y", summary="max")  # re-enables y
     run.define_metric("z", summary="none")
     run.define_metric("w", summary="min")
-    run.define_metric("w", summary="max")  # replaces min
+    run.define_metric("w", summary="max")  # adds max
+    run.define_metric("v", summary="min")
+    run.define_metric("v", summary="max", overwrite=True)  # replaces min
+    run.define_metric("loss", step_metric="s")
+    run.define_metric("loss", summary="min")  # keeps its step metric
+    run.log({"s": 5})
     for v in (3, 1, 2):
-        run.log({"x": v, "y": v, "z": v, "w": v})
+        run.log({"x": v, "y": v, "z": v, "w": v, "v": v, "loss": v})
     run.finish()
     summary, rows = _stored(run)
-    assert summary == {"x": {"first": 3}, "y": {"max": 3}, "w": {"max": 3}}
-    assert [r["z"] for r in rows] == [3, 1, 2]  # the history keeps z
+    assert summary == {"x": {"first": 3}, "y": {"max": 3}, "w": {"min": 1, "max": 3},
+                       "v": {"max": 3}, "loss": {"min": 1}, "s": 5}
+    assert [r["z"] for r in rows[1:]] == [3, 1, 2]  # the history keeps z
+    assert [r["s"] for r in rows] == [5, 5, 5, 5]
 
 
 def test_log_of_an_empty_dict_is_a_committed_row(rundir):

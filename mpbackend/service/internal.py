@@ -145,8 +145,7 @@ class Metrics(MetricDefs):
     def observe(self, row: dict[str, Any]) -> None:
         """Add one committed row's values to the aggregates of keys with summary ops."""
         for key, value in row.items():
-            d = self.resolve(key)
-            if d is not None and d["summary"]:
+            if self.ops(self.resolve(key)):
                 agg = self.aggregates.get(key)
                 if agg is None:
                     agg = self.aggregates[key] = new_aggregate()
@@ -156,10 +155,10 @@ class Metrics(MetricDefs):
         """What a committed value of ``key`` puts in the summary: the value itself, the
         ``{op: aggregate}`` dict its definition asks for, or ``NONE`` (nothing)."""
         d = self.resolve(key)
-        ops = d["summary"] if d is not None else ()
+        ops = self.ops(d)
         if not ops:
             return value
-        if "none" in ops:
+        if ops == ["none"]:
             return NONE
         agg = self.aggregates.get(key, {})
         shaped: dict[str, Any] = {}
@@ -504,15 +503,15 @@ class Internal:
         self._save_summary()
 
     def define_metric(self, name: str, spec: dict[str, Any]) -> None:
-        """Set a definition. Its aggregates cover every value since the run began: a
-        key already logged has its values read back from the store here. The
-        summary is not reshaped until the key is logged again (as in wandb)."""
+        """Add a definition (merged into an earlier one of the name, see
+        ``MetricDefs.define``). Its aggregates cover every value since the run
+        began: a key already logged has its values read back from the store here.
+        The summary is not reshaped until the key is logged again (as in wandb)."""
         metrics = self.metrics
         metrics.define(name, spec)
         missing = []
         for key in self.last:
-            d = metrics.resolve(key)
-            if d is not None and d["summary"]:
+            if metrics.ops(metrics.resolve(key)):
                 if key not in metrics.aggregates:
                     missing.append(key)
             else:

@@ -24,12 +24,13 @@ class Metric(NamedTuple):
     step_metric: str | None = None
     summary: tuple[str, ...] = ()
     goal: str | None = None
-    hidden: bool = False
+    hidden: bool | None = None
     step_sync: bool | None = None
+    overwrite: bool | None = None
 
 
 def check_metric(name: Any, step_metric: Any, summary: Any, goal: Any, hidden: Any,
-                 step_sync: Any) -> Metric:
+                 step_sync: Any, overwrite: Any = None) -> Metric:
     """Check define_metric's arguments at the call."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"define_metric() needs a non-empty str name, not {name!r}")
@@ -49,7 +50,9 @@ def check_metric(name: Any, step_metric: Any, summary: Any, goal: Any, hidden: A
         goal = GOALS[goal]
     if "best" in ops and goal is None:
         raise ValueError("summary='best' needs goal='minimize' or goal='maximize'")
-    return Metric(name, step_metric, ops, goal, bool(hidden), step_sync)
+    return Metric(name, step_metric, ops, goal, None if hidden is None else bool(hidden),
+                  None if step_sync is None else bool(step_sync),
+                  None if overwrite is None else bool(overwrite))
 
 
 class MetricDefs:
@@ -68,15 +71,29 @@ class MetricDefs:
         self.step_metrics = self._step_metrics()
 
     def define(self, name: str, spec: dict[str, Any]) -> None:
-        """Set a definition: a later call for the same name replaces the earlier one
-        whole, as in wandb (``summary="none"`` and then ``summary="max"`` is max)."""
-        merged = {**{k: v for k, v in spec.items() if v is not None},
-                  "summary": list(dict.fromkeys(spec.get("summary") or []))}
+        """Add a definition. As in wandb 0.31, a later call for the same name merges
+        into the earlier one: what it leaves out (None) stays, its summary ops are
+        added (``"min"`` then ``"max"`` is both); with ``overwrite`` it replaces it."""
+        old = {} if spec.get("overwrite") else self.defs.get(name, {})
+        given = {k: v for k, v in spec.items() if v is not None and k != "overwrite"}
+        ops = [*old.get("summary", []), *(spec.get("summary") or [])]
+        merged = {**old, **given, "summary": list(dict.fromkeys(ops))}
         if merged.get("step_metric") and merged.get("step_sync") is None:
             merged["step_sync"] = True
         self.defs[name] = merged
         self._resolved.clear()
         self.step_metrics = self._step_metrics()
+
+    @staticmethod
+    def ops(d: dict[str, Any] | None) -> list[str]:
+        """The summary ops a definition asks for: ``["none"]`` only when ``none`` is
+        its one op (wandb lets ``"none"`` and then ``"max"`` be max)."""
+        found = d.get("summary") if d is not None else None
+        if not found:
+            return []
+        if len(found) > 1 and "none" in found:
+            return [op for op in found if op != "none"]
+        return list(found)
 
     def _step_metrics(self) -> frozenset[str]:
         return frozenset(d["step_metric"] for d in self.defs.values()

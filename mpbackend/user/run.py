@@ -345,12 +345,16 @@ class Run:
 
     def define_metric(self, name: str, step_metric: str | None = None,
                       summary: str | None = None, goal: str | None = None,
-                      hidden: bool = False, step_sync: bool | None = None) -> Metric:
-        """Shape a metric's summary (``min``, ``max``, ``mean``, ``best``, ``last``,
-        ``none``, comma-joined) and its x axis; ``name`` may be a glob (``"val/*"``)."""
-        metric = check_metric(name, step_metric, summary, goal, hidden, step_sync)
+                      hidden: bool | None = None, step_sync: bool | None = None,
+                      overwrite: bool | None = None) -> Metric:
+        """Shape a metric's summary (``min``, ``max``, ``mean``, ``first``, ``last``,
+        ``best`` by ``goal``, ``none``, comma-joined) and its x axis; ``name`` may be a
+        glob (``"val/*"``). A later call for the same name merges into the earlier
+        one, unless ``overwrite=True`` (see ``MetricDefs.define``)."""
+        metric = check_metric(name, step_metric, summary, goal, hidden, step_sync, overwrite)
         spec = {"step_metric": metric.step_metric, "summary": list(metric.summary),
-                "goal": metric.goal, "hidden": metric.hidden, "step_sync": metric.step_sync}
+                "goal": metric.goal, "hidden": metric.hidden, "step_sync": metric.step_sync,
+                "overwrite": metric.overwrite}
         self._send_record((m.DEFINE_METRIC, self.id, name, spec), spec, "define_metric()")
         return metric
 
@@ -481,9 +485,10 @@ class DisabledRun(Run):
 
     def define_metric(self, name: str, step_metric: str | None = None,
                       summary: str | None = None, goal: str | None = None,
-                      hidden: bool = False, step_sync: bool | None = None) -> Metric:
+                      hidden: bool | None = None, step_sync: bool | None = None,
+                      overwrite: bool | None = None) -> Metric:
         """Checked as a real run checks it, and dropped."""
-        return check_metric(name, step_metric, summary, goal, hidden, step_sync)
+        return check_metric(name, step_metric, summary, goal, hidden, step_sync, overwrite)
 
     def flush(self, timeout: float | None = None) -> None:
         """Nothing to flush."""

@@ -456,22 +456,26 @@ def test_class_from_main_is_sent_by_value(tmp_path):
 
 
 def test_objects_with_no_stored_form_raise_naming_key_and_type(rundir):
-    """A lambda, a module, a class, an instance of an arbitrary class or a matplotlib
+    """A module, an instance of an arbitrary class, a callable object or a matplotlib
     figure has no faithful stored form: log(), config and summary raise TypeError at
-    the call, naming the key and the type, and nothing is ever stored as its repr."""
-    import os
-
+    the call, naming the key and the type, and nothing is ever stored as its repr.
+    Functions and classes are stored by their qualified name, as wandb stores them."""
     import matplotlib
+    import torch
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     class Opaque:
         pass
 
+    class Callable:
+        def __call__(self):
+            return 1
+
     figure = plt.figure()
     run = mpbackend.init(project="ser", id="no-form")
-    cases = {"fn": (lambda x: x * 2, "the function"), "mod": (os, "the module 'os'"),
-             "cls": (Opaque, "the class"), "obj": (Opaque(), "a value of type"),
+    cases = {"mod": (os, "the module 'os'"), "obj": (Opaque(), "a value of type"),
+             "call": (Callable(), "Callable has no stored form"),
              "fig": (figure, "matplotlib.figure.Figure"), "plt": (plt, "matplotlib.pyplot")}
     for key, (value, named) in cases.items():
         for call, data, what in ((run.log, {key: value, "k": 1}, "log()"),
@@ -484,11 +488,16 @@ def test_objects_with_no_stored_form_raise_naming_key_and_type(rundir):
             assert text.startswith(f"{what}: the value of ") and key in text, text
             assert named in text and "has no stored form" in text, text
     plt.close(figure)
-    run.log({"k": 2})
+    run.log({"k": 2, "fn": lambda x: x, "cls": Opaque, "builtin": len})
+    run.config.update({"act": torch.nn.ReLU})
     run.finish()
     info, rows = read_run(run.dir)
-    assert [r["k"] for r in rows] == [2] and info["config"] == {}
-    assert info["state"] == "finished" and {k for k in info["summary"] if k[0] != "_"} == {"k"}
+    assert [r["k"] for r in rows] == [2]
+    assert rows[0]["fn"].endswith(".<lambda>") and rows[0]["builtin"] == "builtins.len"
+    assert rows[0]["cls"] == f"{__name__}.{Opaque.__qualname__}"
+    assert info["config"] == {"act": "torch.nn.modules.activation.ReLU"}
+    assert info["state"] == "finished"
+    assert {k for k in info["summary"] if k[0] != "_"} == {"k", "fn", "cls", "builtin"}
 
 
 def test_unpicklable_values_raise_at_call(rundir, tmp_path):

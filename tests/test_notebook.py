@@ -270,9 +270,10 @@ def test_kernel_interrupt_during_logging_then_more_cells(tmp_path):
 
 
 def test_cell_defined_classes_and_lambdas_are_converted_or_refused(tmp_path):
-    """A class defined in a cell with ``__float__`` is stored as its float; an instance
-    with no stored form or a lambda raises TypeError in the cell that logs it (never
-    stored as its repr), and the kernel, its service and the run go on."""
+    """A class defined in a cell with ``__float__`` is stored as its float, a lambda
+    by its name (as wandb); an instance with no stored form raises TypeError in the
+    cell that logs it (never stored as its repr), and the kernel, its service and
+    the run go on."""
     nb = _notebook(
         """
         import json, mpbackend
@@ -292,22 +293,23 @@ def test_cell_defined_classes_and_lambdas_are_converted_or_refused(tmp_path):
                 return f"Optimizer(lr={self.lr})"
 
         refused = []
-        for config in ({"optimizer": Optimizer(0.01)}, {"schedule": lambda step: 0.5 ** step}):
+        for config in ({"optimizer": Optimizer(0.01)}, {"meter": [Optimizer(0.1)]}):
             try:
                 mpbackend.init(project="nb", config=config)
             except TypeError as exc:
                 refused.append(str(exc))
-        run = mpbackend.init(project="nb", config={"lr": 0.01})
+        run = mpbackend.init(project="nb", config={"lr": 0.01,
+                                                   "schedule": lambda step: 0.5 ** step})
         run.config.update({"meter": Meter(1.5)})
         print("RESULT " + json.dumps({"service": mpbackend.setup().manager.service.pid,
                                       "refused": refused}))
         """,
         """
         try:
-            run.log({"acc": Meter(0.75), "fn": lambda x: 2 * x})
+            run.log({"acc": Meter(0.75), "opt": Optimizer(0.3)})
         except TypeError as exc:
             refused = str(exc)
-        run.log({"acc": Meter(0.75), "nested": {"m": Meter(3)}})
+        run.log({"acc": Meter(0.75), "nested": {"m": Meter(3)}, "fn": lambda x: 2 * x})
         run.log({"acc": Meter(0.5)})
         run.flush()
         print("RESULT " + json.dumps({"acc": run.summary["acc"], "refused": refused}))
@@ -328,19 +330,19 @@ def test_cell_defined_classes_and_lambdas_are_converted_or_refused(tmp_path):
     assert len(first_cell["refused"]) == 2
     assert "'optimizer'" in first_cell["refused"][0]
     assert "Optimizer has no stored form" in first_cell["refused"][0]
-    assert "the function" in first_cell["refused"][1]
+    assert "'meter'" in first_cell["refused"][1]
     second_cell = _cell_result(nb.cells[1])
-    assert second_cell["acc"] == 0.5 and "'fn'" in second_cell["refused"]
+    assert second_cell["acc"] == 0.5 and "'opt'" in second_cell["refused"]
     end = _cell_result(nb.cells[2])
     assert end["state"] == "finished"
 
     info, history = _stored(end["dir"])
     assert info["state"] == "finished"
-    assert info["config"] == {"lr": 0.01, "meter": 1.5}
+    assert info["config"] == {"lr": 0.01, "schedule": "__main__.<lambda>", "meter": 1.5}
     assert len(history) == 2, history
     first, second = history
     assert first["acc"] == 0.75 and isinstance(first["acc"], float)
-    assert first["nested.m"] == 3.0 and "fn" not in first
+    assert first["nested.m"] == 3.0 and first["fn"] == "__main__.<lambda>"
     assert second["acc"] == 0.5
     assert info["summary"]["acc"] == 0.5
 

@@ -8,8 +8,8 @@ Everything here runs in the caller's thread, so a bad key or value raises
 TypeError or ValueError at the call that made it, naming the key, and nothing
 already logged is touched. numpy and torch scalars become Python numbers,
 arrays lists (up to ``Settings.max_array_size`` elements); nested dicts stay
-nested (the service makes ``a.b`` history keys of them). Open files, bytes and
-objects with no faithful stored form (a class instance, a module, a function, a
+nested (the service makes ``a.b`` history keys of them). Open files, non-UTF-8
+bytes and objects with no faithful stored form (a class instance, a module, a
 figure) are refused with TypeError.
 """
 
@@ -59,9 +59,11 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
 
     Builtin scalars stay (subclasses become the builtin); numpy and torch
     scalars become numbers, arrays lists; mappings and sequences are converted
-    item by item; dates become ISO text, durations seconds, enum members their
-    value, paths and UUIDs their text, dataclasses and argparse namespaces dicts,
-    anything with ``__float__`` (Decimal, Fraction) its float. Any other object
+    item by item; dates become ISO text, durations seconds, paths and UUIDs their
+    text, dataclasses and argparse namespaces dicts, anything with ``__float__``
+    (Decimal, Fraction) its float. As wandb stores them: UTF-8 bytes become text,
+    enum members their name, functions and classes their qualified name
+    (``"torch.nn.modules.activation.ReLU"``), slices a dict. Any other object
     raises TypeError: it has no faithful stored form, and its repr is not data. The service
     never sees a user's object, so it never runs a user's ``__float__``,
     ``__str__`` or ``__reduce__``: one that raises, raises here (TypeError, naming
@@ -74,7 +76,11 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
         raise TypeError(f"an open file ({value!r}) cannot be logged; log its name or "
                         "contents instead")
     if isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError("bytes cannot be logged as a value; decode them to a str first")
+        try:  # as wandb: bytes are taken as UTF-8 text
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TypeError(f"bytes that are not UTF-8 text cannot be logged ({exc.reason} at "
+                            f"{exc.start}); log their length or a digest instead") from None
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, float):  # also numpy.float64, a float subclass
@@ -113,8 +119,20 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
-    if isinstance(value, enum.Enum):
-        return convert(value.value, limit, depth + 1)
+    if isinstance(value, enum.Enum):  # (an IntEnum or StrEnum member is an int or str)
+        return value.name  # as wandb stores it
+    if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType,
+                          types.MethodType)):
+        # As wandb: a function or class by its qualified name, "torch.optim.adam.Adam"
+        # (a config of ``activation=nn.ReLU`` is common); that name is what it is.
+        name = getattr(value, "__qualname__", None)
+        module = getattr(value, "__module__", None)
+        if isinstance(name, str) and isinstance(module, str):
+            return f"{module}.{name}"
+    if isinstance(value, slice):
+        return {"slice_start": convert(value.start, limit, depth + 1),
+                "slice_step": convert(value.step, limit, depth + 1),
+                "slice_stop": convert(value.stop, limit, depth + 1)}
     if isinstance(value, os.PathLike):
         return str.__str__(os.fsdecode(os.fspath(value)))
     if isinstance(value, uuid.UUID):
@@ -131,8 +149,8 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
             pass
         except Exception as exc:
             raise TypeError(f"float() of the {kind.__name__} raised {exc!r}") from None
-    # Anything else (an instance of an arbitrary class, a module, a function, a
-    # matplotlib figure) has no faithful stored form: its repr is not its value, and a
+    # Anything else (an instance of an arbitrary class, a module, a matplotlib
+    # figure, a callable object) has no faithful stored form: its repr is not its value, and a
     # run that silently keeps "<Figure size 640x480>" has lost what the user meant.
     raise TypeError(f"{describe(value)} has no stored form; log a number, str, list or "
                     "dict made from it")

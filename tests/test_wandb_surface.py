@@ -421,6 +421,8 @@ def test_api_paths_overrides_update_and_errors(rundir):
     assert (again.name, again.tags, again.notes) == ("renamed", ["x", "y"], "edited")
     assert again.summary["best"] == 0.9 and again.config == {"lr": 0.1, "note": "tuned"}
     assert again.summary["loss"] == pytest.approx(1 / 3)
+    again.summary.update({"extra": 1})  # wandb's public summary.update(): stored at once
+    assert mpbackend.Api(str(rundir)).run(run.path).summary["extra"] == 1
     live = mpbackend.init(project="shapes")
     live_api = mpbackend.Api(str(rundir)).run(live.path)
     live_api.summary["x"] = 1

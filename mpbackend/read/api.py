@@ -124,7 +124,7 @@ class ApiRun:
         self.project: str = info["project"]
         self.state: str = info["state"]
         self.config: dict[str, Any] = info["config"]
-        self.summary: dict[str, Any] = info["summary"]
+        self.summary: dict[str, Any] = ApiSummary(self, info["summary"])
         self.tags: list[str] = info["tags"]
         self.notes: str | None = info["notes"]
         self.group: str | None = info["group"]
@@ -174,9 +174,9 @@ class ApiRun:
         (set these through the run itself). The values are checked as init()
         checks them.
         """
-        fields = {"name": self.name, "notes": self.notes, "tags": self.tags,
-                  "config": self.config, "summary": self.summary, "run_group": self.group,
-                  "job_type": self.job_type}
+        fields: dict[str, Any] = {
+            "name": self.name, "notes": self.notes, "tags": self.tags, "config": self.config,
+            "summary": self.summary, "run_group": self.group, "job_type": self.job_type}
         for key in ("name", "notes", "run_group", "job_type"):
             if fields[key] is not None and not isinstance(fields[key], str):
                 raise TypeError(f"ApiRun.{key} must be a str or None, not {fields[key]!r}")
@@ -191,6 +191,7 @@ class ApiRun:
             fields["name"] = None  # the id shown as the name, not a name given
         changed = {k: v for k, v in fields.items()
                    if k in ("config", "summary") or v != self._edits.get(k)}
+        changed["summary"] = dict(changed["summary"])
         edit_run(self.dir, self.id, changed)
         with RunReader(self.dir) as reader:
             self._info = reader.info()
@@ -284,6 +285,23 @@ class ApiRun:
         for row in rows:
             keys.update(dict.fromkeys(row))
         return pd.DataFrame(rows, columns=list(keys))
+
+
+class ApiSummary(dict):
+    """An ApiRun's summary: a dict; ``summary.update(...)`` stores it at once (with the
+    run's other edits), as wandb's public ``run.summary.update()`` does. Item sets
+    are stored by ``update()`` of the summary or of the run."""
+
+    def __init__(self, run: ApiRun, items: dict[str, Any]) -> None:
+        super().__init__(items)
+        self._run = run
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._run.update()
+
+    def __reduce__(self) -> tuple:
+        return dict, (dict(self),)
 
 
 class ApiFile:

@@ -390,7 +390,8 @@ def test_invalid_start_method(tmp_path, monkeypatch):
     monkeypatch.setenv("MPBACKEND_DIR", str(tmp_path / "mpruns"))
     children = {p.pid for p in psutil.Process().children(recursive=True)}
     with pytest.raises(ValueError, match="start_method"):
-        mpbackend.Settings(start_method="thread")
+        mpbackend.Settings(start_method="threads")
+    assert mpbackend.Settings(start_method="thread").start_method == "spawn"  # wandb's
     with pytest.raises(ValueError, match="start_method"):
         mpbackend.init(project="bad", id="x", settings={"start_method": "threads"})
     with pytest.raises(ValueError, match="start_method"):

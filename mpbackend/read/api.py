@@ -242,9 +242,10 @@ class ApiRun:
         if pandas:
             _need_pandas("history()")
             return _frame(self.dir, keys, samples, x_axis)
-        wanted = None if keys is None else list(dict.fromkeys([STEP_KEY, x_axis, *keys]))
-        wanted = None if wanted is None else [k for k in wanted if k != STEP_KEY]
-        rows = list(self.scan_history(keys=wanted))
+        rows = list(self.scan_history(keys=None if keys is None else [x_axis, *keys]))
+        if keys is not None:  # the columns the DataFrame has: x_axis and the keys
+            wanted = list(dict.fromkeys([x_axis, *keys]))
+            rows = [{k: row[k] for k in wanted} for row in rows]
         if samples is not None and len(rows) > samples:
             rows = [rows[i] for i in _sample_positions(len(rows), samples)]
         return rows
@@ -426,7 +427,7 @@ def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: st
     import numpy as np
     import pandas as pd
 
-    wanted = None if keys is None else list(dict.fromkeys([STEP_KEY, x_axis, *keys]))
+    wanted = None if keys is None else list(dict.fromkeys([x_axis, *keys]))
     stored = None if wanted is None else [k for k in wanted if k != STEP_KEY]
     with RunReader(run_dir) as reader:
         path = reader.path

@@ -573,6 +573,84 @@ def test_a_terminated_child_dies_of_sigterm_even_if_it_swallows_exceptions(tmp_p
     assert [r["w"] for r in history] == [float(i) for i in range(100)]
 
 
+LOST_SIGTERM = """
+    import json, multiprocessing as mp, signal, sys, threading, time
+    import mpbackend
+
+    def lose_sigterm():
+        # SIGTERM caught in this thread: Python leaves its handler to the main thread,
+        # blocked in C for good (a Pool worker taking the task queue's lock that
+        # Pool.terminate() holds), which never runs it. Here deterministically; in a
+        # Pool the signal lands that way now and then, in the main thread itself.
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    def worker(run, lock, rows):
+        for i in range(rows):
+            run.log({"w": float(i)})
+        threading.Thread(target=lose_sigterm).start()
+        lock.acquire()
+
+    if __name__ == "__main__":
+        rows = int(sys.argv[1])
+        run = mpbackend.init(project="p", id="lost")
+        ctx = mp.get_context("fork")
+        lock = ctx.Lock()
+        lock.acquire()
+        p = ctx.Process(target=worker, args=(run, lock, rows))
+        p.start()
+        p.join(8)
+        code = p.exitcode
+        if code is None:
+            p.kill()
+            p.join()
+        run.finish()
+        print("RESULT " + json.dumps({"dir": run.dir, "code": code}))
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("rows", [100, 0])
+def test_a_child_dies_of_a_sigterm_its_main_thread_never_handles(tmp_path, rows):
+    """The SIGTERM handler runs only in the main thread; a child whose main thread
+    is blocked in C when the signal comes never runs it. With records (100) its
+    sender sees the signal on the wakeup fd, writes them and kills the child; with
+    none (0) the child has the default disposition and dies at once."""
+    script = LOST_SIGTERM.replace('int(sys.argv[1])', str(rows))
+    out = result(run_script(script, tmp_path, timeout=50))
+    assert out["code"] == -signal.SIGTERM
+    _, history = stored(out["dir"])
+    assert [r["w"] for r in history] == [float(i) for i in range(rows)]
+
+
+POOL_AT_ONCE = """
+    import json, multiprocessing as mp
+    import mpbackend
+
+    def init_worker(run):
+        global RUN
+        RUN = run
+
+    if __name__ == "__main__":
+        run = mpbackend.init(project="p", id="at-once")
+        ctx = mp.get_context("fork")
+        for _ in range(10):
+            with ctx.Pool(8, initializer=init_worker, initargs=(run,)):
+                pass  # terminated at once: some workers are still being forked
+        run.finish()
+        print("RESULT " + json.dumps({"pools": 10}))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_terminated_as_it_starts_never_hangs(tmp_path):
+    """``terminate()`` right after ``Pool()`` SIGTERMs workers that may still be being
+    forked. One the signal reaches before Python's own after-fork code has run would
+    forget it (that code clears the flags a signal left) and outlive terminate(), and
+    the pool would join it for ever: SIGTERM is blocked across the fork instead."""
+    assert result(run_script(POOL_AT_ONCE, tmp_path, timeout=45)) == {"pools": 10}
+
+
 SPAWN_CHILD = """
     import json, multiprocessing as mp
     import mpbackend

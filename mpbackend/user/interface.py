@@ -444,6 +444,8 @@ class Interface:
             self._room = max(0, (self._limit - self._big) // SMALL - 1)
 
     def _start_sender(self) -> None:
+        if self._router is None:  # a child: what it buffers from now on SIGTERM must write
+            _arm_sigterm()
         self._sender = threading.Thread(target=self._send_loop, name="mpbackend-sender",
                                         daemon=True)
         self._sender.start()
@@ -510,6 +512,12 @@ class Interface:
         q = self._q
         empty = 0
         while True:
+            if _term_fds is not None and not self._exit_at and _sigterm_unhandled():
+                # SIGTERM came, and the main thread has not run its handler: do its part.
+                # This sender ends the process even with nothing left to write (its
+                # kill, repeated each round, is what gets the handler to run).
+                self._exit_at = time.monotonic() + _term_drain
+                exit_when_drained(_term_drain)
             if self._exit_at:
                 _exit_if_drained(self._exit_at)
             if self._idle:
@@ -681,7 +689,8 @@ def exit_when_drained(timeout: float) -> bool:
     sender needs (an Event's, inside ``set()``), so the handler must return
     before the sender can finish. The sender looks at ``_exit_at`` every round
     (every ``send_interval``, or 0.1 s when idle). The caller has reset SIGTERM
-    to its default, which the sender then sends.
+    to its default, which the sender then sends. A sender that sees the signal
+    on its pipe first (``_sigterm_unhandled``) calls this itself.
     """
     waiting = [i for i in list(_interfaces) if i._pending()]
     deadline = time.monotonic() + timeout
@@ -691,7 +700,12 @@ def exit_when_drained(timeout: float) -> bool:
 
 
 def _exit_if_drained(deadline: float) -> None:
-    """In a sender thread of a terminated child: die of SIGTERM once all is written."""
+    """In a sender thread of a terminated child: die of SIGTERM once all is written.
+
+    While the main thread has not run the handler, SIGTERM is still caught and
+    this kill only trips it again; each one interrupts the main thread's wait
+    (EINTR), where the handler then runs, resets SIGTERM and kills the process.
+    """
     if any(i._pending() for i in list(_interfaces)):
         if time.monotonic() < deadline:
             return
@@ -701,7 +715,84 @@ def _exit_if_drained(deadline: float) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+# -- SIGTERM in a forked child ---------------------------------------------------------
+#
+# Python runs a signal handler only in the main thread, between two bytecodes. The
+# C-level handler that notes the signal can run while the main thread is already
+# past its last look (inside glibc's sem_wait, waking and sleeping again) or in
+# another thread; a main thread that then never returns from C never runs the
+# handler. A Pool worker is one: Pool.terminate() takes the task queue's lock for
+# good (``_help_stuff_finish``) before it SIGTERMs the workers, and a worker caught
+# taking it would outlive terminate(), and the pool's join waits for it for ever.
+# So a forked child keeps the inherited handler only while it has records to write,
+# and then its sender sees the signal too, on the wakeup fd (written by the C
+# handler, in whichever thread it runs).
+_term_handler: Any = None  # the SIGTERM handler a forked child got (``defer_sigterm``)
+_term_drain = 0.0  # how long it lets the senders write
+_term_deferred = False  # set back to SIG_DFL at the fork; armed when a sender starts
+_term_fds: tuple[int, int] | None = None  # this process's wakeup pipe (read, write)
+
+
+def defer_sigterm(handler: Any, timeout: float) -> None:
+    """In a forked child (at the fork, in its main thread): SIGTERM ends it at once,
+    as without mpbackend, until it starts a sender (``_arm_sigterm``).
+
+    It has nothing buffered yet, and a child that never logs (a Pool worker that got
+    no task) has no sender that could see a signal its main thread never handles.
+    """
+    global _term_handler, _term_drain, _term_deferred
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _term_handler, _term_drain, _term_deferred = handler, timeout, True
+
+
+def _arm_sigterm() -> None:
+    """A forked child starts its sender: the SIGTERM handler again, and the pipe.
+
+    Only from the main thread (the only one that may set a handler; a child whose
+    first record comes from another thread keeps the default, and a SIGTERM costs
+    it its buffer), and only if the child set no SIGTERM handler of its own. A
+    wakeup fd of its own (asyncio's) is left in place: then the handler alone.
+    """
+    global _term_deferred, _term_fds
+    if not _term_deferred or threading.current_thread() is not threading.main_thread():
+        return
+    _term_deferred = False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    if previous == -1:
+        _term_fds = (r, w)
+    else:
+        signal.set_wakeup_fd(previous)
+        os.close(r)
+        os.close(w)
+    signal.signal(signal.SIGTERM, _term_handler)
+
+
+def _sigterm_unhandled() -> bool:
+    """SIGTERM reached this process and its handler has not run (it would have reset
+    SIGTERM to the default first). Reads the wakeup pipe, where every caught signal
+    writes its number; read every round, it does not fill."""
+    try:
+        data = os.read(_term_fds[0], 512)  # type: ignore[index]
+    except OSError:  # nothing there (BlockingIOError)
+        return False
+    return signal.SIGTERM in data and signal.getsignal(signal.SIGTERM) is _term_handler
+
+
 def _after_fork_in_child() -> None:
+    global _term_fds
+    if _term_fds is not None:  # the parent's pipe: this process arms its own
+        r, w = _term_fds
+        _term_fds = None
+        previous = signal.set_wakeup_fd(-1)
+        if previous not in (-1, w):
+            signal.set_wakeup_fd(previous)
+        os.close(r)
+        os.close(w)
     for interface in list(_interfaces):
         interface._after_fork_in_child()
 

@@ -46,7 +46,7 @@ from ..shared.errors import ServiceError
 from ..shared.jupyter import kernel_shutting_down
 from ..shared.settings import Settings
 from ..shared.version import __version__
-from .interface import Interface
+from .interface import Interface, defer_sigterm
 from .launcher import Service
 from .router import Router
 
@@ -365,7 +365,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     it would have without mpbackend (``interface.exit_when_drained``). The handler
     raises nothing (a SystemExit raised inside an at-fork callback or a finalizer
     would be swallowed and leave the worker alive) and waits for nothing (the
-    thread it interrupted may hold a lock the sender needs).
+    thread it interrupted may hold a lock the sender needs). The child has it
+    only once it has records to write, and its sender does the same if the main
+    thread never gets to run it (``interface.defer_sigterm``).
     """
     if not any(manager.owner for manager in list(_managers)):
         from .interface import exit_when_drained
@@ -397,14 +399,54 @@ def _after_fork_in_child() -> None:
     at exit it terminates and joins the daemonic ones. A child made by a bare
     ``os.fork()`` inherits that set, so without this its exit would SIGTERM the
     parent's service and then wait for it.
+
+    The SIGTERM handler it inherited waits until the child has records to write:
+    see ``interface.defer_sigterm``. Until it is reset, SIGTERM was blocked
+    (``_before_fork``).
     """
     for manager in list(_managers):
         process = manager.service.process
         if process is not None:
             multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            defer_sigterm(_on_sigterm, CHILD_TERM_DRAIN)
+    finally:
+        blocked = threading.get_ident() in _fork_blocked
+        _fork_blocked.clear()  # the parent's other forking threads are not in this process
+        if blocked:  # a SIGTERM that came during the fork is delivered now
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# Threads that block SIGTERM while they fork (``_before_fork``).
+_fork_blocked: set[int] = set()
+
+
+def _before_fork() -> None:
+    """Block SIGTERM in the forking thread while it forks, if the handler is ours.
+
+    A SIGTERM that reaches a new child before Python's own after-fork code has
+    run trips the inherited handler, and that code then forgets it (it clears
+    what a signal to the parent may have left, bpo-9535): a Pool worker
+    terminated as it was being forked outlived terminate(), and the pool's join
+    waited for it for ever. Blocked, the signal waits in the kernel, in the child
+    until it has the default disposition (``_after_fork_in_child``), in the
+    parent until the fork is done.
+    """
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        if signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}):
+            _fork_blocked.add(threading.get_ident())
+
+
+def _after_fork_in_parent() -> None:
+    me = threading.get_ident()
+    if me in _fork_blocked:
+        _fork_blocked.discard(me)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
 
 
 def _hook_excepthook() -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import pathlib
 import pickle
 import signal
 import time
@@ -123,6 +122,8 @@ class Run:
     @property
     def url(self) -> str:
         """A ``file://`` URL of the run's directory (wandb's is its web page)."""
+        import pathlib  # (with urllib.parse: not worth its import time in every init())
+
         return pathlib.Path(self.dir).absolute().as_uri()
 
     def get_url(self) -> str:
@@ -131,6 +132,8 @@ class Run:
 
     def get_project_url(self) -> str:
         """A ``file://`` URL of the project's directory."""
+        import pathlib
+
         return pathlib.Path(self.dir).absolute().parent.as_uri()
 
     @property

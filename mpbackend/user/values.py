@@ -15,14 +15,12 @@ figure) are refused with TypeError.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import datetime
 import enum
 import io
 import os
+import sys
 import types
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -135,11 +133,17 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
                 "slice_stop": convert(value.stop, limit, depth + 1)}
     if isinstance(value, os.PathLike):
         return str.__str__(os.fsdecode(os.fspath(value)))
-    if isinstance(value, uuid.UUID):
+    # uuid, argparse and dataclasses are looked up, not imported: a value of theirs
+    # exists only where its module was imported, and init() need not pay for them.
+    uuid = sys.modules.get("uuid")
+    if uuid is not None and isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, argparse.Namespace):
+    argparse = sys.modules.get("argparse")
+    if argparse is not None and isinstance(value, argparse.Namespace):
         return convert(vars(value), limit, depth + 1)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if hasattr(kind, "__dataclass_fields__") and not isinstance(value, type):
+        import dataclasses
+
         return convert({f.name: getattr(value, f.name) for f in dataclasses.fields(value)},
                        limit, depth + 1)
     if hasattr(value, "__float__"):  # Decimal, Fraction, a number type of the user's

@@ -15,11 +15,12 @@ API"), not from the code that implements them:
   last write wins): a row sets each of its keys to its value, or to
   ``{"min": .., "max": .., "mean": .., "best": .., "first": .., "last": ..}`` as
   ``define_metric`` asks, over every value the key had since the run began
-  (``"none"``: the key is not written); an exact name wins over a glob, a longer
+  (first and last of any value, None too; ``"none"``: the key is not written); a
+  NaN set on the summary is stored as null; an exact name wins over a glob, a longer
   glob over a shorter one; a later ``define_metric`` of a name merges into the
-  earlier one (ops add up, ``"none"`` counts only as the one op, what a call leaves
-  out stays); ``step_metric`` (with step_sync) fills the step metric's last numeric value,
-  or 0, into rows that lack it;
+  earlier one (ops add up, ops given without ``"none"`` drop an earlier one, what
+  a call leaves out stays); ``step_metric`` (with step_sync) fills the step
+  metric's last numeric value, or 0, into rows that lack it;
 * ``config.update`` merges, and without ``allow_val_change`` a changed value is
   refused (ConfigError) and nothing changes.
 
@@ -107,7 +108,7 @@ class Model:
         row = dict(data)
         metrics = {d["step_metric"] for d in self.defs.values() if d["step_metric"]}
         for x in metrics:
-            if x in row and _is_number(row[x]):
+            if x in row and type(row[x]) in (int, float):  # NaN too
                 self.step_values[x] = row[x]
         for key in list(data):
             d = self.resolve(key)
@@ -115,11 +116,11 @@ class Model:
             if x and d.get("step_sync") and x not in row:
                 row[x] = self.step_values.get(x, 0)
         for key, value in row.items():
-            if value is not None:
-                self.values.setdefault(key, []).append(value)
+            self.values.setdefault(key, []).append(value)
         for key, value in row.items():
-            if value is None:
-                continue
+            d = self.resolve(key)
+            if value is None and not (d and d["ops"]):
+                continue  # a None leaves the summary as it was, unless ops are defined
             shaped = self.shaped(key, value)
             if shaped is not _LEFT_OUT:
                 self.tree[key] = shaped
@@ -134,7 +135,8 @@ class Model:
         old = self.defs.get(name, {"ops": [], "goal": None, "step_metric": None,
                                    "step_sync": None})
         new = dict(old)
-        new["ops"] = old["ops"] + [op for op in ops if op not in old["ops"]]
+        kept = old["ops"] if not ops or "none" in ops else [o for o in old["ops"] if o != "none"]
+        new["ops"] = kept + [op for op in ops if op not in kept]
         if goal is not None:
             new["goal"] = goal
         if step_metric is not None:
@@ -156,19 +158,18 @@ class Model:
     def shaped(self, key: str, value: Any) -> Any:
         d = self.resolve(key)
         ops = d["ops"] if d is not None else []
-        if len(ops) > 1:
-            ops = [op for op in ops if op != "none"]  # "none" counts only alone
         if not ops:
             return value
-        if ops == ["none"]:
+        if "none" in ops:
             return _LEFT_OUT
-        numbers = [v for v in self.values.get(key, []) if _is_number(v)]
+        seen = self.values.get(key, [])
+        numbers = [v for v in seen if _is_number(v)]
         shaped: dict[str, Any] = {}
         for op in ops:
             if op == "last":
                 shaped["last"] = value
-            elif op == "first" and numbers:
-                shaped["first"] = numbers[0]
+            elif op == "first":
+                shaped["first"] = seen[0] if seen else value
             elif op == "mean" and numbers:
                 shaped["mean"] = sum(numbers) / len(numbers)
             elif op == "best" and numbers:
@@ -260,7 +261,7 @@ def _apply(run: mpbackend.Run, model: Model, op: tuple) -> None:
     elif kind == "summary":
         _, key, value = op
         run.summary[key] = value
-        model.tree[key] = value
+        model.tree[key] = None if value != value else value  # a NaN set is stored as null
     elif kind == "delete":
         _, key = op
         if key in model.summary():

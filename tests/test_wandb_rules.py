@@ -230,3 +230,40 @@ def test_a_nested_summary_value_set_in_place_is_stored(rundir):
     assert run.summary["train"] == {"best": 0.4, "opt": {"lr": 0.05}}
     run.finish()
     assert _stored(run)[0] == {"train": {"best": 0.4, "opt": {"lr": 0.05}}}
+
+
+def test_a_pending_row_merges_by_top_level_key_as_in_wandb(rundir):
+    """``log({"loss": {"a": 1}}, commit=False)`` then ``log({"loss": 3})``: the value
+    replaces the pending nested dict whole (wandb merges rows by top-level key)."""
+    run = mpbackend.init(project="rules")
+    run.log({"loss": {"a": {"b": 0.1}}, "keep": 1}, commit=False)
+    run.log({"loss": 3})
+    run.log({"n": 1}, commit=False)
+    run.log({"n": {"x": 2}})
+    run.finish()
+    _, rows = _stored(run)
+    assert rows == [{"_step": 0, "loss": 3, "keep": 1}, {"_step": 1, "n.x": 2}]
+
+
+def test_first_last_none_and_nan_as_wandb_stores_them(rundir):
+    """first and last take any value (None, text, lists), min/max/mean numbers only;
+    ``"last,none"`` leaves the key out; a NaN set on the summary or the config is
+    stored as null (a NaN logged in a row stays NaN); NaN is a step metric's value."""
+    run = mpbackend.init(project="rules", config={"bad": math.nan, "ok": [1.0, math.nan]})
+    run.define_metric("f", summary="first,last,min")
+    run.define_metric("gone", summary="last,none")
+    run.define_metric("loss", step_metric="epoch")
+    run.log({"f": None, "gone": 1, "epoch": math.nan})
+    run.log({"f": "text", "loss": 1.0})
+    run.log({"f": 2})
+    run.log({"f": None})
+    run.summary["s"] = math.nan
+    run.summary.update({"nested": {"x": math.nan}})
+    run.finish()
+    summary, rows = _stored(run)
+    assert summary["f"] == {"first": None, "last": None, "min": 2}
+    assert "gone" not in summary
+    assert summary["s"] is None and summary["nested"] == {"x": None}
+    assert math.isnan(rows[1]["epoch"])  # NaN filled in as the step metric's value
+    info = mpbackend.Api(str(rundir)).run(run.id)
+    assert info.config == {"bad": None, "ok": [1.0, None]}

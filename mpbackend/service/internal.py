@@ -133,7 +133,7 @@ class Metrics(MetricDefs):
         metric is stored in its row but never filled into another."""
         values = self.step_values
         for x in self.step_metrics:
-            if x in row and _number(row[x]):
+            if x in row and type(row[x]) in (int, float):  # NaN too, as in wandb
                 values[x] = row[x]
         for key in list(row):
             d = self.resolve(key)
@@ -170,8 +170,8 @@ class Metrics(MetricDefs):
                 goal = "min" if d is not None and d.get("goal") == "minimize" else "max"
                 if goal in agg:
                     shaped["best"] = agg[goal]
-            elif op == "last":
-                shaped["last"] = agg.get("last", value)
+            elif op in ("first", "last"):
+                shaped[op] = agg.get(op, value)
             elif op in agg:
                 shaped[op] = agg[op]
         return shaped
@@ -185,10 +185,11 @@ def new_aggregate() -> dict[str, Any]:
 
 
 def add_value(agg: dict[str, Any], value: Any) -> None:
-    """One value into an aggregate: ``last`` of any value (None aside), the rest of
-    numbers only (NaN and text are skipped, as README says)."""
-    if value is None:
-        return
+    """One value into an aggregate: ``first`` and ``last`` of any value (None, text and
+    lists too, as in wandb), min/max/mean of numbers only (NaN and text are skipped,
+    as README says)."""
+    if "first" not in agg:
+        agg["first"] = value
     agg["last"] = value
     if not _number(value):
         return
@@ -198,8 +199,6 @@ def add_value(agg: dict[str, Any], value: Any) -> None:
         total = math.inf if value > 0 else -math.inf
     agg["count"] += 1
     agg["sum"] = total
-    if "first" not in agg:
-        agg["first"] = value
     if "min" not in agg or value < agg["min"]:
         agg["min"] = value
     if "max" not in agg or value > agg["max"]:
@@ -380,12 +379,12 @@ class Internal:
         paths = self.paths
         metrics = self.metrics if self.metrics.defs else None
         for key, value in row.items():
-            if value is None:
-                continue  # log({"x": None}) leaves the summary's x as it was
-            if metrics is not None:
-                value = metrics.shaped(key, value)
+            if metrics is not None and metrics.ops(metrics.resolve(key)):
+                value = metrics.shaped(key, value)  # {"last": None} too, as in wandb
                 if value is NONE:
                     continue
+            elif value is None:
+                continue  # log({"x": None}) leaves the summary's x as it was
             path = paths.get(key) if paths else None
             if path is None:
                 tree[key] = value
@@ -412,7 +411,7 @@ class Internal:
             if pending is None:
                 self._pending[pid] = (data, ts, worker)
             else:
-                pending[0].update(data)
+                self._merge(pending[0], data)
                 self._pending[pid] = (pending[0], ts, worker)
             if commit:  # an explicit commit stores the row, an empty one too
                 self._commit_pending(pid, empty=True)
@@ -421,15 +420,26 @@ class Internal:
             if pending is None:
                 self._pending[pid] = (data, ts, worker)
             else:
-                pending[0].update(data)
+                self._merge(pending[0], data)
                 self._pending[pid] = (pending[0], ts, worker)
             return None
         if pending is not None:
             del self._pending[pid]
-            pending[0].update(data)
+            self._merge(pending[0], data)
             data = pending[0]
         self._commit_row(pid, worker, data, ts)  # log({}) too: it takes a step
         return None
+
+    def _merge(self, pending: dict[str, Any], data: dict[str, Any]) -> None:
+        """Merge a log() call's row into a pending one as wandb merges them, by the
+        keys the call logged at its top level: ``{"loss": 3}`` replaces a pending
+        ``{"loss": {"a": 1}}`` whole (its ``loss.a`` goes), and the other way round."""
+        paths = self.paths
+        if paths:
+            tops = {paths[k][0] if k in paths else k for k in data}
+            for key in [k for k in pending if (paths[k][0] if k in paths else k) in tops]:
+                del pending[key]
+        pending.update(data)
 
     def _commit_row(self, pid: int, worker: Any, row: dict[str, Any], ts: float) -> None:
         row["_runtime"] = self.runtime_before + ts - self.start_time

@@ -73,10 +73,15 @@ class MetricDefs:
     def define(self, name: str, spec: dict[str, Any]) -> None:
         """Add a definition. As in wandb 0.31, a later call for the same name merges
         into the earlier one: what it leaves out (None) stays, its summary ops are
-        added (``"min"`` then ``"max"`` is both); with ``overwrite`` it replaces it."""
+        added (``"min"`` then ``"max"`` is both; ops without ``"none"`` drop an earlier
+        ``"none"``); with ``overwrite`` it replaces it."""
         old = {} if spec.get("overwrite") else self.defs.get(name, {})
         given = {k: v for k, v in spec.items() if v is not None and k != "overwrite"}
-        ops = [*old.get("summary", []), *(spec.get("summary") or [])]
+        new_ops = list(spec.get("summary") or [])
+        old_ops = list(old.get("summary", []))
+        if new_ops and "none" not in new_ops:
+            old_ops = [op for op in old_ops if op != "none"]  # ops given again re-enable it
+        ops = [*old_ops, *new_ops]
         merged = {**old, **given, "summary": list(dict.fromkeys(ops))}
         if merged.get("step_metric") and merged.get("step_sync") is None:
             merged["step_sync"] = True
@@ -86,14 +91,12 @@ class MetricDefs:
 
     @staticmethod
     def ops(d: dict[str, Any] | None) -> list[str]:
-        """The summary ops a definition asks for: ``["none"]`` only when ``none`` is
-        its one op (wandb lets ``"none"`` and then ``"max"`` be max)."""
+        """The summary ops a definition asks for; ``["none"]`` if ``none`` is among
+        them (as in wandb, ``summary="last,none"`` leaves the key out)."""
         found = d.get("summary") if d is not None else None
         if not found:
             return []
-        if len(found) > 1 and "none" in found:
-            return [op for op in found if op != "none"]
-        return list(found)
+        return ["none"] if "none" in found else list(found)
 
     def _step_metrics(self) -> frozenset[str]:
         return frozenset(d["step_metric"] for d in self.defs.values()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..shared import messages as m
 from ..shared.errors import Error
 from ..shared.settings import Settings
-from .values import as_mapping, convert_item, same
+from .values import as_mapping, convert_item, nan_to_none, same
 
 if TYPE_CHECKING:
     from .run import Run
@@ -45,7 +45,7 @@ class Config:
             if not isinstance(key, str) or not key:
                 raise TypeError(f"config keys must be non-empty str, not {key!r}")
             key = str.__str__(key)
-            value = convert_item("config", key, value, limit)
+            value = nan_to_none(convert_item("config", key, value, limit))
             if key in items:
                 if only_new:
                     continue

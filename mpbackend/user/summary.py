@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ..shared import messages as m
-from .values import convert_item
+from .values import convert_item, nan_to_none
 
 if TYPE_CHECKING:
     from .run import Run
@@ -50,7 +50,7 @@ class Summary(MutableMapping):
             if not isinstance(key, str) or not key:
                 raise TypeError(f"summary keys must be non-empty str, not {key!r}")
             key = str.__str__(key)
-            clean[key] = convert_item("summary", key, value, run._max_array)
+            clean[key] = nan_to_none(convert_item("summary", key, value, run._max_array))
         run._send_record((m.SUMMARY, run.id, clean, deleted), clean, "summary")
 
     def update(self, data: Any = (), **kwargs: Any) -> None:  # type: ignore[override]

@@ -214,6 +214,18 @@ def check_row(prefix: str, value: Mapping, limit: int, path: tuple[int, ...] = (
     return out
 
 
+def nan_to_none(value: Any) -> Any:
+    """NaN (at any depth) as None: how wandb stores a NaN set on the config or the
+    summary (not one logged in a row, which stays NaN)."""
+    if type(value) is float:
+        return None if value != value else value
+    if type(value) is list:
+        return [nan_to_none(v) for v in value]
+    if type(value) is dict:
+        return {k: nan_to_none(v) for k, v in value.items()}
+    return value
+
+
 def convert_item(what: str, key: str, value: Any, limit: int) -> Any:
     """``convert(value)``, its TypeError or ValueError naming the call and the key."""
     try:

@@ -16,7 +16,8 @@ API"), not from the code that implements them:
   ``{"min": .., "max": .., "mean": .., "best": .., "first": .., "last": ..}`` as
   ``define_metric`` asks, over every value the key had since the run began
   (first and last of any value, None too; ``"none"``: the key is not written); a
-  NaN set on the summary is stored as null; an exact name wins over a glob, a longer
+  NaN set on the summary is stored as null, and a key set on the summary is stored
+  plain (no ops) from then on; an exact name wins over a glob, a longer
   glob over a shorter one; a later ``define_metric`` of a name merges into the
   earlier one (ops add up, ops given without ``"none"`` drop an earlier one, what
   a call leaves out stays); ``step_metric`` (with step_sync) fills the step
@@ -73,6 +74,7 @@ class Model:
         self.step_values: dict[str, Any] = {}  # each step metric's last numeric value
         self.defs: dict[str, dict[str, Any]] = {}
         self.tree: dict[str, Any] = {}  # the summary, as written in order
+        self.explicit: set[str] = set()  # keys set on the summary: stored plain after
         self.config = dict(config)
 
     # -- history --
@@ -118,10 +120,10 @@ class Model:
         for key, value in row.items():
             self.values.setdefault(key, []).append(value)
         for key, value in row.items():
-            d = self.resolve(key)
+            d = None if key in self.explicit else self.resolve(key)
             if value is None and not (d and d["ops"]):
                 continue  # a None leaves the summary as it was, unless ops are defined
-            shaped = self.shaped(key, value)
+            shaped = value if key in self.explicit else self.shaped(key, value)
             if shaped is not _LEFT_OUT:
                 self.tree[key] = shaped
         self.tree["_step"] = self.step
@@ -262,6 +264,7 @@ def _apply(run: mpbackend.Run, model: Model, op: tuple) -> None:
         _, key, value = op
         run.summary[key] = value
         model.tree[key] = None if value != value else value  # a NaN set is stored as null
+        model.explicit.add(key)
     elif kind == "delete":
         _, key = op
         if key in model.summary():

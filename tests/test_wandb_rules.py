@@ -267,3 +267,16 @@ def test_first_last_none_and_nan_as_wandb_stores_them(rundir):
     assert math.isnan(rows[1]["epoch"])  # NaN filled in as the step metric's value
     info = mpbackend.Api(str(rundir)).run(run.id)
     assert info.config == {"bad": None, "ok": [1.0, None]}
+
+
+def test_a_key_set_on_the_summary_is_stored_plain_from_then_on(rundir):
+    """As in wandb (its "explicit" summary keys): ``summary[k] = v`` on a key with
+    summary ops makes its later logged values plain."""
+    run = mpbackend.init(project="rules")
+    run.define_metric("acc", summary="max")
+    run.define_metric("other", summary="max")
+    run.log({"acc": 0.5, "other": 0.5})
+    run.summary["acc"] = 0.9
+    run.log({"acc": 0.3, "other": 0.3})
+    run.finish()
+    assert _stored(run)[0] == {"acc": 0.3, "other": {"max": 0.5}}

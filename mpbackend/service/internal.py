@@ -253,6 +253,9 @@ class Internal:
         # define_metric; run.summary[k] = v sets k. The last write wins.
         self.tree: dict[str, Any] = {}
         self.paths: dict[str, tuple[str, ...]] = {}  # "n.a" -> ("n", "a"), once logged nested
+        # Keys the user set on the summary: as in wandb, their later values are stored
+        # plain, whatever define_metric asked (wandb's "explicit" summary keys).
+        self.explicit: set[str] = set()
         self.metrics = Metrics()
         self.start_time: float = spec["start_time"]
         self.runtime_before = 0.0
@@ -272,6 +275,7 @@ class Internal:
             self.tree = dict(old["summary"])
             self.last = dict(extra.get("last", old["summary"]))
             self.paths = {k: tuple(v) for k, v in dict(extra.get("paths", {})).items()}
+            self.explicit = set(extra.get("explicit", []))
             self.runtime_before = float(self.last.get("_runtime", 0.0))
             self.errors = list(extra.get("service_errors", []))[:MAX_ERRORS]
             self.error_count = int(extra.get("service_error_count", len(self.errors)))
@@ -379,7 +383,8 @@ class Internal:
         paths = self.paths
         metrics = self.metrics if self.metrics.defs else None
         for key, value in row.items():
-            if metrics is not None and metrics.ops(metrics.resolve(key)):
+            if (metrics is not None and key not in self.explicit
+                    and metrics.ops(metrics.resolve(key))):
                 value = metrics.shaped(key, value)  # {"last": None} too, as in wandb
                 if value is NONE:
                     continue
@@ -508,6 +513,7 @@ class Internal:
         """The user set (or deleted) summary keys: set as given (None too), until a
         later row logs the key again (the last write wins, as in wandb)."""
         self.tree.update(data)
+        self.explicit.update(data)
         for key in deleted:
             self.tree.pop(key, None)
         self._save_summary()
@@ -563,6 +569,7 @@ class Internal:
         self.writer.update_run(step=self.step, summary=self.summary(), extra={
             "metrics": self.metrics.defs, "aggregates": self.metrics.aggregates,
             "step_values": self.metrics.step_values, "paths": self.paths, "last": self.last,
+            "explicit": sorted(self.explicit),
             "dropped_steps": self.dropped_steps, "dropped_records": self.dropped_records,
             "lost_rows": self.writer.lost_rows, "service_errors": self.errors,
             "service_error_count": self.error_count, "alerts": self.alerts,

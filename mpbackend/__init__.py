@@ -14,6 +14,8 @@ The package is the picture of its two processes::
                        system (system metrics)
     mpbackend.store    the SQLite store: schema, writer (the service's), reader (anyone's)
     mpbackend.read     reading runs back: api, cli, report, end summary, format
+    mpbackend.media    media (Image, Table, Histogram, plot.*, ...): made in the user
+                       process, written as files by the service, read back by readers
 
 Every public name resolves lazily (PEP 562 ``__getattr__``): a spawned service
 process imports this package on its way to ``mpbackend.service.mux`` and then
@@ -28,6 +30,9 @@ from typing import TYPE_CHECKING, Any
 from .shared.version import __version__
 
 if TYPE_CHECKING:
+    from .media.data import Histogram, Table
+    from .media.files import Audio, Html, Molecule, Object3D, Plotly, Video
+    from .media.image import Image
     from .read.api import Api, ApiRun
     from .shared.errors import (
         Error,
@@ -60,9 +65,12 @@ _LAZY = {
     "init": "user.init", "setup": "user.setup", "teardown": "user.setup",
     "login": "user.everyday", "termlog": "user.everyday", "termwarn": "user.everyday",
     "termerror": "user.everyday",
+    "Image": "media.image", "Histogram": "media.data", "Table": "media.data",
+    "Audio": "media.files", "Video": "media.files", "Html": "media.files",
+    "Object3D": "media.files", "Molecule": "media.files", "Plotly": "media.files",
 }
-# Submodules scripts reach as attributes (``wandb.util.generate_id()``).
-_SUBMODULES = ("util",)
+# Submodules scripts reach as attributes (``wandb.util.generate_id()``, ``wandb.plot.line``).
+_SUBMODULES = {"util": "util", "plot": "media.plot"}
 
 # The current run and its config and summary (set by init(), as wandb.run is).
 run: Run | None = None
@@ -72,7 +80,7 @@ summary: Summary | None = None
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+        return importlib.import_module(f"{__name__}.{_SUBMODULES[name]}")
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module 'mpbackend' has no attribute {name!r}")
@@ -146,10 +154,11 @@ def require(*requirements: str, **kwargs: Any) -> None:
 
 
 __all__ = [
-    "Api", "ApiRun", "Config", "ConfigError", "DisabledRun", "Error", "Metric", "NoSuchRun",
+    "Api", "ApiRun", "Audio", "Config", "ConfigError", "DisabledRun", "Error", "Histogram",
+    "Html", "Image", "Metric", "Molecule", "NoSuchRun", "Object3D", "Plotly", "Table", "Video",
     "RequestTimeout",
     "Run", "RunReader", "ServiceError", "Settings", "StoreError", "Summary", "UsageError",
     "__version__", "alert", "config", "define_metric", "finish", "init", "log", "login",
     "mark_preempting", "require", "restore", "run", "save", "setup", "summary", "teardown",
-    "termerror", "termlog", "termwarn", "util",
+    "plot", "termerror", "termlog", "termwarn", "util",
 ]

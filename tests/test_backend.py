@@ -457,10 +457,11 @@ def test_class_from_main_is_sent_by_value(tmp_path):
 
 
 def test_objects_with_no_stored_form_raise_naming_key_and_type(rundir):
-    """A module, an instance of an arbitrary class, a callable object or a matplotlib
-    figure has no faithful stored form: log(), config and summary raise TypeError at
-    the call, naming the key and the type, and nothing is ever stored as its repr.
-    Functions and classes are stored by their qualified name, as wandb stores them."""
+    """A module, an instance of an arbitrary class or a callable object has no
+    faithful stored form: log(), config and summary raise TypeError at the call,
+    naming the key and the type, and nothing is ever stored as its repr. Functions
+    and classes are stored by their qualified name, as wandb stores them. A
+    matplotlib figure is media (an Image, tests/test_media.py): the config refuses it."""
     import matplotlib
     import torch
     matplotlib.use("Agg")
@@ -476,8 +477,7 @@ def test_objects_with_no_stored_form_raise_naming_key_and_type(rundir):
     figure = plt.figure()
     run = mpbackend.init(project="ser", id="no-form")
     cases = {"mod": (os, "the module 'os'"), "obj": (Opaque(), "a value of type"),
-             "call": (Callable(), "Callable has no stored form"),
-             "fig": (figure, "matplotlib.figure.Figure"), "plt": (plt, "matplotlib.pyplot")}
+             "call": (Callable(), "Callable has no stored form")}
     for key, (value, named) in cases.items():
         for call, data, what in ((run.log, {key: value, "k": 1}, "log()"),
                                  (run.log, {"nest": {key: [value]}}, "log()"),
@@ -488,6 +488,9 @@ def test_objects_with_no_stored_form_raise_naming_key_and_type(rundir):
             text = str(caught.value)
             assert text.startswith(f"{what}: the value of ") and key in text, text
             assert named in text and "has no stored form" in text, text
+    for value in (figure, plt):
+        with pytest.raises(TypeError, match="config: the value of 'fig'.*is media"):
+            run.config.update({"fig": value})
     plt.close(figure)
     run.log({"k": 2, "fn": lambda x: x, "cls": Opaque, "builtin": len})
     run.config.update({"act": torch.nn.ReLU})

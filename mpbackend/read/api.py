@@ -38,6 +38,7 @@ import shutil
 from collections.abc import Iterator
 from typing import IO, Any
 
+from ..media.refs import as_ref, refs_in
 from ..shared import environ
 from ..shared.errors import NoSuchRun, StoreError
 from ..shared.paths import DB_NAME, files_dir, is_store_file
@@ -124,7 +125,7 @@ class ApiRun:
         self.project: str = info["project"]
         self.state: str = info["state"]
         self.config: dict[str, Any] = info["config"]
-        self.summary: dict[str, Any] = ApiSummary(self, info["summary"])
+        self.summary: dict[str, Any] = ApiSummary(self, refs_in(info["summary"], self.dir))
         self.tags: list[str] = info["tags"]
         self.notes: str | None = info["notes"]
         self.group: str | None = info["group"]
@@ -259,9 +260,13 @@ class ApiRun:
         ``_step``. ``page_size`` is accepted for wandb compatibility; rows are
         read one stored chunk (up to 1,024 rows) at a time.
         """
-        with RunReader(self.dir) as reader:
+        run_dir = self.dir
+        with RunReader(run_dir) as reader:
             for row in reader.rows(min_step, max_step, keys):
                 if keys is None or all(k in row for k in keys):
+                    for key, value in row.items():
+                        if type(value) is dict or type(value) is list:
+                            row[key] = as_ref(value, run_dir)  # media as MediaRef
                     yield row
 
 
@@ -403,8 +408,9 @@ def _column(np: Any, path: str, chunks: list, offsets: Any, n: int, key: str,
         else:
             positions = (range(where.start, where.stop) if isinstance(where, slice)
                          else where.tolist())
+            run_dir = os.path.dirname(path)
             for pos, value in zip(positions, checked_values(path, kind, data, count)):
-                out[pos] = value
+                out[pos] = as_ref(value, run_dir)  # a media reference as a MediaRef
     dense = bool(present.all())
     if numeric:
         return (ints if ints is not None and dense else out), present

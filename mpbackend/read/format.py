@@ -85,7 +85,9 @@ def format_value(value: Any, width: int | None = None) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
-    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+    if isinstance(value, dict) and isinstance(value.get("_type"), str):
+        text = media_text(value)
+    elif isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
         text = " ".join(f"{printable(k)} {format_value(v, width)}" for k, v in value.items())
     elif isinstance(value, dict | list):
         text = printable(json.dumps(value, default=str, separators=(",", ":")))
@@ -95,6 +97,22 @@ def format_value(value: Any, width: int | None = None) -> str:
     if width is None or len(text) <= width:
         return text
     return text[:max(width - 3, 0)] + "..."
+
+
+def media_text(ref: dict[str, Any]) -> str:
+    """A media reference in a word or two: ``image 64x64``, ``table 10x3``,
+    ``histogram (64 bins)``, ``3 images``."""
+    kind = str(ref.get("_type", "")).removesuffix("-file")
+    if kind == "images/separated":
+        return f"{ref.get('count', '?')} images {ref.get('width', '?')}x{ref.get('height', '?')}"
+    if kind == "histogram":
+        bins = ref.get("values")
+        return f"histogram ({len(bins) if isinstance(bins, list) else '?'} bins)"
+    if kind == "table":
+        return f"table {ref.get('nrows', '?')}x{ref.get('ncols', '?')}"
+    if "width" in ref and "height" in ref:
+        return printable(f"{kind} {ref['width']}x{ref['height']}")
+    return printable(kind)
 
 
 def duration(seconds: float | None) -> str:
@@ -127,13 +145,15 @@ _OPS = frozenset({"min", "max", "mean", "best", "first", "last"})
 
 def flat_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """A (nested) summary by history key: ``{"train": {"loss": 1}}`` -> ``{"train.loss": 1}``;
-    a define_metric value such as ``{"max": 0.9}`` stays whole under its key."""
+    a define_metric value such as ``{"max": 0.9}`` and a media reference
+    (``{"_type": "image-file", ...}``) stay whole under their key."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, tree: dict[str, Any]) -> None:
         for key, value in tree.items():
             name = f"{prefix}{key}"
-            if isinstance(value, dict) and value and not set(value) <= _OPS:
+            if (isinstance(value, dict) and value and not set(value) <= _OPS
+                    and "_type" not in value):
                 walk(name + ".", value)
             else:
                 flat[name] = value

@@ -37,6 +37,7 @@ Rows, config, summary and state reach the database when the StreamMux calls
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -46,7 +47,7 @@ from typing import Any
 from ..shared import messages as m
 from ..shared.metrics import MetricDefs
 from ..shared.paths import db_path, make_dirs
-from ..store import files
+from ..store import blobs, files
 from ..store.files import RunLock
 from ..store.reader import RunReader
 from ..store.writer import RunWriter
@@ -264,6 +265,8 @@ class Internal:
         self.alerts: list[dict[str, Any]] = []
         self.preempting = False
         self.entity: str = spec.get("entity") or ""
+        self.charts: dict[str, Any] = {}  # wandb.plot charts logged: key -> description
+        self._media: Any = None  # media.encode.MediaStore, made at the first media value
         if resuming:
             with RunReader(self.run_dir) as reader:
                 old = reader.info()
@@ -281,6 +284,8 @@ class Internal:
             self.error_count = int(extra.get("service_error_count", len(self.errors)))
             self.alerts = list(extra.get("alerts", []))[:MAX_ALERTS]
             self.entity = self.entity or str(extra.get("entity") or "")
+            charts = extra.get("charts")
+            self.charts = dict(charts) if isinstance(charts, dict) else {}
         self.resumed = resuming
         self.writer = RunWriter(self.run_dir, {
             "id": self.id, "project": spec["project"], "name": spec.get("name"),
@@ -324,11 +329,18 @@ class Internal:
         floats = not child  # every row in batch holds floats only
         floats_op = m.HISTORY_FLOATS
         any_op = m.HISTORY_ANY
+        media_op = m.HISTORY_MEDIA
         for record in records:
             op, _, row, step, commit, ts = record
-            if op == any_op and dict in set(map(type, row.values())):
+            if (op == any_op or op == media_op) and dict in set(map(type, row.values())):
                 row, paths = flatten_row(row)  # the service flattens a nested row
                 self.paths.update(paths)
+            if op == media_op:
+                try:
+                    row = self._write_media(row)  # the files first; the row holds Refs
+                except Exception as exc:
+                    failures.append((exc, traceback.format_exc()))
+                    continue
             if simple and step is None and commit is None and not self._pending:
                 if op != floats_op:
                     floats = False
@@ -509,9 +521,20 @@ class Internal:
         self.config.update(data)
         self.writer.update_run(config=self.config)
 
+    def _write_media(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row's media written as files (``mpbackend.media.encode``); the row of Refs."""
+        if self._media is None:
+            from ..media.encode import MediaStore  # the service imports it only for media
+
+            self._media = MediaStore(functools.partial(blobs.put, self.run_dir))
+            self._media.charts = self.charts
+        return self._media.row(row)
+
     def update_summary(self, data: dict[str, Any], deleted: list[str]) -> None:
         """The user set (or deleted) summary keys: set as given (None too), until a
         later row logs the key again (the last write wins, as in wandb)."""
+        if any(type(v) is m.Media or type(v) in (list, dict) for v in data.values()):
+            data = self._write_media(data)
         self.tree.update(data)
         self.explicit.update(data)
         for key in deleted:
@@ -573,7 +596,7 @@ class Internal:
             "dropped_steps": self.dropped_steps, "dropped_records": self.dropped_records,
             "lost_rows": self.writer.lost_rows, "service_errors": self.errors,
             "service_error_count": self.error_count, "alerts": self.alerts,
-            "preempting": self.preempting, "entity": self.entity,
+            "preempting": self.preempting, "entity": self.entity, "charts": self.charts,
             "pending": {str(pid): [row, ts, worker]
                         for pid, (row, ts, worker) in self._pending.items()}})
 

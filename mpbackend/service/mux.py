@@ -80,6 +80,7 @@ DRAIN_SECONDS = 1.0
 Mark = tuple[str, int, int | None]
 _WHAT = {m.CONFIG: "a config update", m.SUMMARY: "a summary update",
          m.DEFINE_METRIC: "define_metric()", m.HISTORY_ANY: "a logged row",
+         m.HISTORY_MEDIA: "a logged row with media",
          m.RUN_META: "a run attribute set", m.ALERT: "an alert"}
 TERM_GRACE = 10.0
 MAX_FINISHED = 1000  # finish replies kept for a finish asked twice (see _inform_finish)
@@ -238,6 +239,7 @@ class StreamMux:
             m.HISTORY: self._history,
             m.HISTORY_FLOATS: self._history,
             m.HISTORY_ANY: self._history_any,
+            m.HISTORY_MEDIA: self._history_any,
             m.CONFIG: self._config,
             m.SUMMARY: self._summary,
             m.DEFINE_METRIC: self._define_metric,

@@ -30,6 +30,9 @@ with its batch. A record is a plain tuple whose first item is its opcode:
                                                       group, job_type) set after init();
                                                       {"preempting": True}
     (ALERT, stream, {title, text, level, ...})        run.alert()
+    (HISTORY_MEDIA, ...as HISTORY...)                 [7] a log() call whose values hold
+                                                      media (``Media``, below): the
+                                                      service writes their files first
     (REQUEST, uuid, message)                          a request: one of the
                                                       NamedTuples below
 
@@ -72,6 +75,7 @@ DEFINE_METRIC = 5
 HISTORY_FLOATS = 6
 RUN_META = 7
 ALERT = 8
+HISTORY_MEDIA = 9
 # The run attributes a user may set after init() (RUN_META), and their stored column.
 META_FIELDS = {"name": "name", "notes": "notes", "tags": "tags", "group": "run_group",
                "job_type": "job_type"}
@@ -143,6 +147,22 @@ class Committed(NamedTuple):
     seq: int
 
 
+class Media(NamedTuple):
+    """A media value as it crosses rec_q (made by ``mpbackend.media`` at the call).
+
+    ``kind`` names the type (``"image"``, ``"table"``, ``"histogram"``, ...);
+    ``meta`` is its plain metadata (caption, shape, columns); ``data`` is what
+    the service writes as its file: encoded file bytes, raw pixels (``meta``
+    gives their shape), a table's rows (whose cells may be ``Media`` too), or
+    None for a type stored inline. Only plain data: a numpy array goes as its
+    bytes, so the service's ``loads`` resolves no global but this type.
+    """
+
+    kind: str
+    meta: dict[str, Any]
+    data: Any = None
+
+
 class Notice(NamedTuple):
     """Something the user should hear about that no request asked for."""
 
@@ -174,4 +194,4 @@ def loads(data: bytes) -> Any:
 
 _GLOBALS.update({(__name__, cls.__name__): cls for cls in (
     EnsureUp, InformInit, Flush, GetSummary, InformFinish, ManagerStop, ManagerPoll, Ready,
-    Response, Committed, Notice)})
+    Response, Committed, Notice, Media)})

@@ -341,9 +341,11 @@ class Run:
                 self._interface.put(_pickle_dumps(
                     (m.HISTORY, self.id, data, step, commit, time.time()), 5), self.id)
                 return
-        data = normalize(data, self._max_array)
-        record = serialise((m.HISTORY_ANY, self.id, data, step, commit, time.time()),
-                           data, "log()")
+        media: list = []
+        data = normalize(data, self._max_array, media)
+        # Media go as HISTORY_MEDIA: the service writes their files before the row.
+        record = serialise((m.HISTORY_MEDIA if media else m.HISTORY_ANY, self.id, data, step,
+                            commit, time.time()), data, "log()")
         self._interface.put(record, self.id)
 
     def define_metric(self, name: str, step_metric: str | None = None,

@@ -50,7 +50,7 @@ class Summary(MutableMapping):
             if not isinstance(key, str) or not key:
                 raise TypeError(f"summary keys must be non-empty str, not {key!r}")
             key = str.__str__(key)
-            clean[key] = nan_to_none(convert_item("summary", key, value, run._max_array))
+            clean[key] = nan_to_none(convert_item("summary", key, value, run._max_array, []))
         run._send_record((m.SUMMARY, run.id, clean, deleted), clean, "summary")
 
     def update(self, data: Any = (), **kwargs: Any) -> None:  # type: ignore[override]

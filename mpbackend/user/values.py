@@ -52,7 +52,7 @@ def check_text(text: str, what: str) -> str:
     return text
 
 
-def convert(value: Any, limit: int, depth: int = 0) -> Any:
+def convert(value: Any, limit: int, depth: int = 0, media: list | None = None) -> Any:
     """A value as it is sent: plain data only, made here, in the caller's thread.
 
     Builtin scalars stay (subclasses become the builtin); numpy and torch
@@ -66,10 +66,25 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
     never sees a user's object, so it never runs a user's ``__float__``,
     ``__str__`` or ``__reduce__``: one that raises, raises here (TypeError, naming
     the key), and one that blocks, blocks the caller, not the service.
+
+    Media (``mpbackend.media``: an Image, a Table, a chart; a matplotlib figure,
+    which becomes an Image, and a plotly figure, a Plotly) become their
+    ``messages.Media``, appended to ``media`` too; where ``media`` is None (the
+    config) they raise TypeError.
     """
     kind = type(value)
     if kind in PLAIN:
         return value
+    to_media = getattr(kind, "_mp_media", None)
+    if to_media is not None or _is_figure(value):
+        if media is None:
+            raise TypeError(f"{describe(value)} is media: log it, or set it on the summary; "
+                            "the config keeps plain values")
+        if to_media is None:
+            value = _figure_media(value)
+        sent = value._mp_media(lambda cell: convert(cell, limit, depth + 1, media))
+        media.append(sent)
+        return sent
     if isinstance(value, io.IOBase):
         raise TypeError(f"an open file ({value!r}) cannot be logged; log its name or "
                         "contents instead")
@@ -93,15 +108,15 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
         if len(value) > limit:
             raise ValueError(f"a list of {len(value)} items is over the limit of {limit} "
                              "(Settings.max_array_size)")
-        return [convert(v, limit, depth + 1) for v in value]
+        return [convert(v, limit, depth + 1, media) for v in value]
     if isinstance(value, Mapping):
         return {str.__str__(k) if isinstance(k, str) else _text(k):
-                convert(v, limit, depth + 1) for k, v in value.items()}
+                convert(v, limit, depth + 1, media) for k, v in value.items()}
     shape = getattr(value, "shape", None)
     if shape is not None and hasattr(value, "tolist"):
         if len(shape) == 0:
             item = value.item()  # numpy scalar, 0-d array or tensor
-            return item if type(item) in PLAIN else convert(item, limit, depth + 1)
+            return item if type(item) in PLAIN else convert(item, limit, depth + 1, media)
         numel = getattr(value, "numel", None)
         size = numel() if callable(numel) else getattr(value, "size", 0)
         if size > limit:
@@ -112,7 +127,7 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
         items = value.tolist()
         if getattr(getattr(value, "dtype", None), "kind", "f") in "fiub":
             return items  # numbers (a torch dtype has no kind: its tolist() is numbers)
-        return convert(items, limit, depth + 1)  # object, str or datetime64 arrays
+        return convert(items, limit, depth + 1, media)  # object, str or datetime64 arrays
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
@@ -160,6 +175,24 @@ def convert(value: Any, limit: int, depth: int = 0) -> Any:
                     "dict made from it")
 
 
+def _is_figure(value: Any) -> bool:
+    """A matplotlib or plotly figure (or the pyplot module), logged directly."""
+    module = type(value).__module__ or ""
+    if module.startswith(("matplotlib", "plotly")):
+        return hasattr(value, "savefig") or hasattr(value, "to_json")
+    return isinstance(value, types.ModuleType) and value.__name__ == "matplotlib.pyplot"
+
+
+def _figure_media(value: Any) -> Any:
+    """A figure logged directly: matplotlib's as an Image (as wandb stores one it
+    cannot convert), plotly's as a Plotly."""
+    from .. import media
+
+    if (type(value).__module__ or "").startswith("plotly"):
+        return media.Plotly(value)
+    return media.Image(value)
+
+
 def describe(value: Any) -> str:
     """``value`` as an error names it: ``the module 'os'``, ``a matplotlib.figure.Figure``."""
     if isinstance(value, types.ModuleType):
@@ -185,8 +218,8 @@ def _text(value: Any) -> str:
         raise TypeError(f"str() of the {type(value).__name__} raised {exc!r}") from None
 
 
-def check_row(prefix: str, value: Mapping, limit: int, path: tuple[int, ...] = ()
-              ) -> dict[str, Any]:
+def check_row(prefix: str, value: Mapping, limit: int, path: tuple[int, ...] = (),
+              media: list | None = None) -> dict[str, Any]:
     """A logged dict with its keys checked and its values converted; nested dicts
     stay nested (the service flattens them into ``a.b`` history keys and keeps the
     summary nested, as wandb does). ``prefix`` names where it sits, for errors."""
@@ -208,9 +241,9 @@ def check_row(prefix: str, value: Mapping, limit: int, path: tuple[int, ...] = (
             raise ValueError(f"log(): the key {key!r} is set by mpbackend on every row; "
                              "give the step as log(..., step=N), or use another name")
         if isinstance(item, Mapping):
-            out[key] = check_row(f"{prefix}{key}.", item, limit, path)
+            out[key] = check_row(f"{prefix}{key}.", item, limit, path, media)
         else:
-            out[key] = convert_item("log()", prefix + key, item, limit)
+            out[key] = convert_item("log()", prefix + key, item, limit, media)
     return out
 
 
@@ -226,10 +259,11 @@ def nan_to_none(value: Any) -> Any:
     return value
 
 
-def convert_item(what: str, key: str, value: Any, limit: int) -> Any:
+def convert_item(what: str, key: str, value: Any, limit: int, media: list | None = None
+                 ) -> Any:
     """``convert(value)``, its TypeError or ValueError naming the call and the key."""
     try:
-        return convert(value, limit)
+        return convert(value, limit, 0, media)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what}: the value of {key!r} cannot be sent: {exc}") from None
 
@@ -249,11 +283,12 @@ def learn_keys(data: dict, known: set[str]) -> bool:
     return True
 
 
-def normalize(data: Any, limit: int) -> dict[str, Any]:
-    """The slow path of log(): check keys and convert values (nested dicts kept)."""
+def normalize(data: Any, limit: int, media: list | None = None) -> dict[str, Any]:
+    """The slow path of log(): check keys and convert values (nested dicts kept);
+    the media found are appended to ``media``."""
     if not isinstance(data, Mapping):
         raise TypeError(f"log() takes a dict, not {type(data).__name__}")
-    return check_row("", data, limit)
+    return check_row("", data, limit, (), media)
 
 
 def serialise(record: tuple, data: Mapping[str, Any], what: str) -> bytes:

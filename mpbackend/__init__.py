@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .shared.version import __version__
 
 if TYPE_CHECKING:
+    from .artifacts.artifact import Artifact
     from .media.data import Histogram, Table
     from .media.files import Audio, Html, Molecule, Object3D, Plotly, Video
     from .media.image import Image
@@ -68,6 +69,7 @@ _LAZY = {
     "Image": "media.image", "Histogram": "media.data", "Table": "media.data",
     "Audio": "media.files", "Video": "media.files", "Html": "media.files",
     "Object3D": "media.files", "Molecule": "media.files", "Plotly": "media.files",
+    "Artifact": "artifacts.artifact", "NoSuchArtifact": "shared.errors",
 }
 # Submodules scripts reach as attributes (``wandb.util.generate_id()``, ``wandb.plot.line``).
 _SUBMODULES = {"util": "util", "plot": "media.plot"}
@@ -149,16 +151,45 @@ def mark_preempting() -> None:
     _current().mark_preempting()
 
 
+def log_artifact(artifact_or_path: Any, name: str | None = None, type: str | None = None,
+                 aliases: list[str] | None = None, tags: list[str] | None = None) -> Artifact:
+    """``log_artifact`` on the current run: store the next version of an artifact."""
+    return _current().log_artifact(artifact_or_path, name=name, type=type, aliases=aliases,
+                                   tags=tags)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None,
+                 aliases: list[str] | None = None, use_as: str | None = None) -> Artifact:
+    """``use_artifact`` on the current run: a logged artifact, recorded as used."""
+    return _current().use_artifact(artifact_or_name, type=type, aliases=aliases, use_as=use_as)
+
+
+def log_model(path: Any, name: str | None = None, aliases: list[str] | None = None) -> None:
+    """``log_model`` on the current run: a model file or directory as an artifact."""
+    _current().log_model(path, name=name, aliases=aliases)
+
+
+def use_model(name: str) -> str:
+    """``use_model`` on the current run: the local path of a model artifact's file."""
+    return _current().use_model(name)
+
+
+def link_artifact(artifact: Artifact, target_path: str,
+                  aliases: list[str] | None = None) -> Artifact:
+    """``link_artifact`` on the current run."""
+    return _current().link_artifact(artifact, target_path, aliases=aliases)
+
+
 def require(*requirements: str, **kwargs: Any) -> None:
     """Accepted for wandb compatibility (``wandb.require("service")``); it changes nothing."""
 
 
 __all__ = [
-    "Api", "ApiRun", "Audio", "Config", "ConfigError", "DisabledRun", "Error", "Histogram",
-    "Html", "Image", "Metric", "Molecule", "NoSuchRun", "Object3D", "Plotly", "Table", "Video",
-    "RequestTimeout",
-    "Run", "RunReader", "ServiceError", "Settings", "StoreError", "Summary", "UsageError",
-    "__version__", "alert", "config", "define_metric", "finish", "init", "log", "login",
-    "mark_preempting", "require", "restore", "run", "save", "setup", "summary", "teardown",
-    "plot", "termerror", "termlog", "termwarn", "util",
+    "Api", "ApiRun", "Artifact", "Audio", "Config", "ConfigError", "DisabledRun", "Error",
+    "Histogram", "Html", "Image", "Metric", "Molecule", "NoSuchArtifact", "NoSuchRun", "Object3D",
+    "Plotly", "RequestTimeout", "Run", "RunReader", "ServiceError", "Settings", "StoreError",
+    "Summary", "Table", "UsageError", "Video", "__version__", "alert", "config", "define_metric",
+    "finish", "init", "link_artifact", "log", "log_artifact", "log_model", "login",
+    "mark_preempting", "plot", "require", "restore", "run", "save", "setup", "summary", "teardown",
+    "termerror", "termlog", "termwarn", "use_artifact", "use_model", "util",
 ]

@@ -41,7 +41,7 @@ from typing import IO, Any
 from ..media.refs import as_ref, refs_in
 from ..shared import environ
 from ..shared.errors import NoSuchRun, StoreError
-from ..shared.paths import DB_NAME, files_dir, is_store_file
+from ..shared.paths import DB_NAME, check_name, files_dir, is_store_file
 from ..store.reader import STEP_KEY, RunReader, checked_values
 from ..store.writer import edit_run
 
@@ -217,6 +217,19 @@ class ApiRun:
             if found.name == name:
                 return found
         raise KeyError(f"run {self.id} has no file {name!r}")
+
+    def logged_artifacts(self, per_page: int = 100) -> list[Any]:
+        """The artifact versions this run logged (Artifact objects, read-only)."""
+        return [self._artifact(label) for label in self._info["extra"].get(
+            "logged_artifacts", []) if isinstance(label, str)]
+
+    def used_artifacts(self, per_page: int = 100) -> list[Any]:
+        """The artifact versions this run used (``use_artifact``)."""
+        return [self._artifact(label) for label in self._info["extra"].get(
+            "used_artifacts", []) if isinstance(label, str)]
+
+    def _artifact(self, label: str) -> Any:
+        return _artifact(os.path.dirname(os.path.dirname(self.dir)), label, self.project)
 
     def info(self) -> dict[str, Any]:
         """Every stored field of the run (host, pid, ``extra`` with drop counts, ...), as
@@ -569,6 +582,43 @@ class Api:
                 return ApiRun(run_dir)
         raise NoSuchRun(f"no run {path!r} under {self.dir}")
 
+    def artifact(self, name: str, type: str | None = None) -> Any:
+        """An artifact version: ``"project/name:alias"`` (``entity/`` accepted in front;
+        ``name:v3``, ``name:latest``); NoSuchArtifact if there is none."""
+        project = self._default_project()
+        artifact = _artifact(self.dir, name, project)
+        if type is not None and artifact.type != type:
+            raise ValueError(f"artifact {name!r} is of type {artifact.type!r}, not {type!r}")
+        return artifact
+
+    def artifact_versions(self, type_name: str, name: str, per_page: int = 50) -> list[Any]:
+        """Every version of the artifact ``[project/]name``, oldest first."""
+        from ..artifacts import registry
+        from ..artifacts.artifact import from_manifest
+
+        project, collection, _ = registry.parse(name, self._default_project())
+        project_dir = os.path.join(self.dir, check_name("project", project))
+        found = [from_manifest(m, project_dir, project)
+                 for m in registry.versions(project_dir, collection)]
+        return [a for a in found if type_name is None or a.type == type_name]
+
+    artifacts = artifact_versions
+
+    def artifact_collections(self, project_name: str, type_name: str | None = None
+                             ) -> list[str]:
+        """The artifact names of a project (of ``type_name``, if given)."""
+        from ..artifacts import registry
+
+        project_dir = os.path.join(self.dir, check_name("project", _project_of(project_name)))
+        names = registry.collections(project_dir)
+        if type_name is None:
+            return names
+        return [n for n in names if registry.resolve(project_dir, n, "latest")["type"]
+                == type_name]
+
+    def _default_project(self) -> str:
+        return str(self.settings.get("project") or "") or "uncategorized"
+
     def project(self, name: str, entity: str | None = None) -> ApiProject:
         """A project by name (``"project"`` or ``"entity/project"``)."""
         return ApiProject(self, _project_of(name))
@@ -578,6 +628,16 @@ class Api:
         names = self._listdir(self.dir) if os.path.isdir(self.dir) else []
         return [ApiProject(self, n) for n in names
                 if any(True for _ in self._run_dirs(n))]
+
+
+def _artifact(store_dir: str, label: str, default_project: str) -> Any:
+    """The version ``[entity/][project/]name[:alias]`` stored under ``store_dir``."""
+    from ..artifacts import registry
+    from ..artifacts.artifact import from_manifest
+
+    project, name, alias = registry.parse(label, default_project)
+    project_dir = os.path.join(store_dir, check_name("project", project))
+    return from_manifest(registry.resolve(project_dir, name, alias), project_dir, project)
 
 
 class ApiProject:

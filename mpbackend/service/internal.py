@@ -266,6 +266,12 @@ class Internal:
         self.preempting = False
         self.entity: str = spec.get("entity") or ""
         self.charts: dict[str, Any] = {}  # wandb.plot charts logged: key -> description
+        self.project: str = spec["project"]
+        # Artifacts this run logged and used ("name:vN"), and what each log_artifact()
+        # came to (client id -> manifest, or {"error": text}) for Artifact.wait().
+        self.logged_artifacts: list[str] = []
+        self.used_artifacts: list[str] = []
+        self._artifact_results: dict[str, dict[str, Any]] = {}
         self._media: Any = None  # media.encode.MediaStore, made at the first media value
         if resuming:
             with RunReader(self.run_dir) as reader:
@@ -286,6 +292,10 @@ class Internal:
             self.entity = self.entity or str(extra.get("entity") or "")
             charts = extra.get("charts")
             self.charts = dict(charts) if isinstance(charts, dict) else {}
+            self.logged_artifacts = [a for a in extra.get("logged_artifacts", [])
+                                     if isinstance(a, str)]
+            self.used_artifacts = [a for a in extra.get("used_artifacts", [])
+                                   if isinstance(a, str)]
         self.resumed = resuming
         self.writer = RunWriter(self.run_dir, {
             "id": self.id, "project": spec["project"], "name": spec.get("name"),
@@ -530,6 +540,45 @@ class Internal:
             self._media.charts = self.charts
         return self._media.row(row)
 
+    def log_artifact(self, client_id: str, spec: dict[str, Any]) -> None:
+        """Store a logged artifact as the next version of its name (in this run's
+        project); what it came to waits for ``artifact_result``. A failure (a file
+        gone since add_file) is kept for it too, and raised by Artifact.wait()."""
+        from ..artifacts import registry  # the service imports it only for artifacts
+
+        try:
+            manifest = registry.write_version(os.path.dirname(self.run_dir), spec, self.id,
+                                              self.project)
+        except Exception as exc:
+            self._artifact_results[client_id] = {"error": f"{type(exc).__name__}: {exc}"}
+            raise
+        self._artifact_results[client_id] = manifest
+        label = f"{manifest['name']}:v{manifest['version']}"
+        if label not in self.logged_artifacts:  # the same contents again: one version
+            self.logged_artifacts.append(label)
+        self._save_summary()
+
+    def artifact_result(self, client_id: str) -> dict[str, Any]:
+        """The manifest stored for a log_artifact() (ValueError if it failed)."""
+        result = self._artifact_results.get(client_id)
+        if result is None:
+            raise KeyError(f"no artifact was logged as {client_id!r} in run {self.id}")
+        if "error" in result:
+            raise ValueError(f"log_artifact() failed in the service: {result['error']}")
+        return result
+
+    def use_artifact(self, used: dict[str, Any]) -> None:
+        """A run used ``project/name:v<N>``: kept with the run and with the version."""
+        from ..artifacts import registry
+
+        project, name, version = str(used["project"]), str(used["name"]), int(used["version"])
+        project_dir = os.path.join(os.path.dirname(os.path.dirname(self.run_dir)), project)
+        registry.add_usage(project_dir, name, version, {"id": self.id, "project": self.project})
+        label = f"{name}:v{version}" if project == self.project else f"{project}/{name}:v{version}"
+        if label not in self.used_artifacts:
+            self.used_artifacts.append(label)
+        self._save_summary()
+
     def update_summary(self, data: dict[str, Any], deleted: list[str]) -> None:
         """The user set (or deleted) summary keys: set as given (None too), until a
         later row logs the key again (the last write wins, as in wandb)."""
@@ -597,6 +646,7 @@ class Internal:
             "lost_rows": self.writer.lost_rows, "service_errors": self.errors,
             "service_error_count": self.error_count, "alerts": self.alerts,
             "preempting": self.preempting, "entity": self.entity, "charts": self.charts,
+            "logged_artifacts": self.logged_artifacts, "used_artifacts": self.used_artifacts,
             "pending": {str(pid): [row, ts, worker]
                         for pid, (row, ts, worker) in self._pending.items()}})
 

@@ -81,7 +81,8 @@ Mark = tuple[str, int, int | None]
 _WHAT = {m.CONFIG: "a config update", m.SUMMARY: "a summary update",
          m.DEFINE_METRIC: "define_metric()", m.HISTORY_ANY: "a logged row",
          m.HISTORY_MEDIA: "a logged row with media",
-         m.RUN_META: "a run attribute set", m.ALERT: "an alert"}
+         m.RUN_META: "a run attribute set", m.ALERT: "an alert",
+         m.ARTIFACT: "log_artifact()", m.USE_ARTIFACT: "use_artifact()"}
 TERM_GRACE = 10.0
 MAX_FINISHED = 1000  # finish replies kept for a finish asked twice (see _inform_finish)
 INBOX_BATCHES = 16
@@ -245,6 +246,8 @@ class StreamMux:
             m.DEFINE_METRIC: self._define_metric,
             m.RUN_META: self._run_meta,
             m.ALERT: self._alert,
+            m.ARTIFACT: self._artifact,
+            m.USE_ARTIFACT: self._use_artifact,
             m.REQUEST: self._request,
         }
         self._requests = {
@@ -252,6 +255,7 @@ class StreamMux:
             m.InformInit: self._inform_init,
             m.Flush: self._flush,
             m.GetSummary: self._get_summary,
+            m.ArtifactWait: self._artifact_wait,
             m.InformFinish: self._inform_finish,
             m.ManagerStop: self._manager_stop,
             m.ManagerPoll: self._manager_poll,
@@ -559,6 +563,16 @@ class StreamMux:
         if internal is not None:
             internal.alert(record[2])
 
+    def _artifact(self, pid: int, worker: Any, record: tuple) -> None:
+        internal = self._stream(record[1])
+        if internal is not None:
+            internal.log_artifact(record[2], record[3])
+
+    def _use_artifact(self, pid: int, worker: Any, record: tuple) -> None:
+        internal = self._stream(record[1])
+        if internal is not None:
+            internal.use_artifact(record[2])
+
     def _define_metric(self, pid: int, worker: Any, record: tuple) -> None:
         internal = self._stream(record[1])
         if internal is not None:
@@ -613,6 +627,9 @@ class StreamMux:
             return internal.flush(self.applied)
         finally:
             self._tell(internal)
+
+    def _artifact_wait(self, msg: m.ArtifactWait) -> dict[str, Any]:
+        return self._open(msg.stream).artifact_result(msg.client_id)
 
     def _get_summary(self, msg: m.GetSummary) -> dict[str, Any]:
         internal = self._open(msg.stream)

@@ -48,6 +48,13 @@ class NoSuchRun(Error, KeyError, ValueError):
         return str(self.args[0]) if self.args else "no such run"
 
 
+class NoSuchArtifact(Error, KeyError, ValueError):
+    """``use_artifact`` / ``Api.artifact``: no such artifact, version or alias."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such artifact"
+
+
 class StoreError(Error):
     """A run database cannot be read or written; the message names the file."""
 

@@ -30,6 +30,9 @@ with its batch. A record is a plain tuple whose first item is its opcode:
                                                       group, job_type) set after init();
                                                       {"preempting": True}
     (ALERT, stream, {title, text, level, ...})        run.alert()
+    (ARTIFACT, stream, client id, spec)               run.log_artifact(): the service
+                                                      stores the next version
+    (USE_ARTIFACT, stream, {project, name, version})  run.use_artifact(): lineage
     (HISTORY_MEDIA, ...as HISTORY...)                 [7] a log() call whose values hold
                                                       media (``Media``, below): the
                                                       service writes their files first
@@ -76,6 +79,8 @@ HISTORY_FLOATS = 6
 RUN_META = 7
 ALERT = 8
 HISTORY_MEDIA = 9
+ARTIFACT = 10
+USE_ARTIFACT = 11
 # The run attributes a user may set after init() (RUN_META), and their stored column.
 META_FIELDS = {"name": "name", "notes": "notes", "tags": "tags", "group": "run_group",
                "job_type": "job_type"}
@@ -97,6 +102,14 @@ class Flush(NamedTuple):
     """[8] Barrier: reply once everything sent before it is committed to the store."""
 
     stream: str
+
+
+class ArtifactWait(NamedTuple):
+    """The version stored for the artifact a log_artifact() sent as ``client_id``
+    (sent after it, so answered once it is stored)."""
+
+    stream: str
+    client_id: str
 
 
 class GetSummary(NamedTuple):
@@ -193,5 +206,5 @@ def loads(data: bytes) -> Any:
 
 
 _GLOBALS.update({(__name__, cls.__name__): cls for cls in (
-    EnsureUp, InformInit, Flush, GetSummary, InformFinish, ManagerStop, ManagerPoll, Ready,
-    Response, Committed, Notice, Media)})
+    EnsureUp, InformInit, Flush, GetSummary, ArtifactWait, InformFinish, ManagerStop,
+    ManagerPoll, Ready, Response, Committed, Notice, Media)})

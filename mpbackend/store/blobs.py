@@ -1,7 +1,7 @@
 """Content-addressed files: media in a run directory, artifact contents in a project.
 
     MediaStore (service) --put(root, "media/images", "png", data)--> media/images/<sha256>.png
-    artifacts (user side) --put(...)--> <project>/artifacts/.blobs/<sha256[:2]>/<sha256>
+    artifacts (service) --put_path(...)--> <project>/.artifacts/.blobs/<sha256>
 
 A file is named by the SHA-256 of its bytes, so the same bytes are stored
 once, however often they are logged, and a name never changes meaning. It is
@@ -69,3 +69,37 @@ def put(root: str, folder: str, ext: str, data: bytes, sha: str | None = None
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {exc}") from exc
     return relative, sha, len(data)
+
+
+def put_path(root: str, folder: str, source: str, ext: str = "") -> tuple[str, str, int]:
+    """Store the file at ``source`` as ``put`` stores bytes, read and hashed in one
+    pass a megabyte at a time (a checkpoint of gigabytes never sits in memory)."""
+    directory = os.path.join(root, *folder.split("/"))
+    _no_links(root, folder)
+    try:
+        make_dirs(directory)
+        tmp = os.path.join(directory, f".incoming.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        sha = hashlib.sha256()
+        size = 0
+        with open(source, "rb") as src, open(tmp, "xb") as dst:
+            while block := src.read(1 << 20):
+                sha.update(block)
+                dst.write(block)
+                size += len(block)
+        hexdigest = sha.hexdigest()
+        name = f"{hexdigest}.{ext}" if ext else hexdigest
+        os.replace(tmp, os.path.join(directory, name))
+    except OSError as exc:
+        raise StoreError(f"cannot store {source} in {directory}: {exc}") from exc
+    return f"{folder}/{name}", hexdigest, size
+
+
+def file_digest(path: str) -> tuple[str, int]:
+    """The SHA-256 and size of the file at ``path``, read a megabyte at a time."""
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+            size += len(block)
+    return sha.hexdigest(), size

@@ -49,6 +49,7 @@ from .values import (
 )
 
 if TYPE_CHECKING:
+    from ..artifacts.artifact import Artifact
     from .interface import Interface
     from .manager import Manager
 
@@ -109,6 +110,7 @@ class Run:
         self.entity: str = spec.get("entity") or ""
         self.resumed: bool = reply.get("resumed", False)
         self._at_end: list[tuple[str, str]] = []  # save(policy="live"/"end"): copied at the end
+        self._artifacts: list[Artifact] = []  # logged, their versions not yet seen here
         self.state = RUNNING
         self._final_step = reply.get("step", 0)
         self.config = Config(self, reply.get("config") or {})
@@ -149,6 +151,49 @@ class Run:
         """Record that the run is about to be preempted (stored with the run as
         ``preempting``): its end is then a preemption, not a failure to look into."""
         self._send_record((m.RUN_META, self.id, {"preempting": True}), {}, "mark_preempting()")
+
+    def log_artifact(self, artifact_or_path: Any, name: str | None = None,
+                     type: str | None = None, aliases: list[str] | None = None,
+                     tags: list[str] | None = None) -> Artifact:
+        """Store an Artifact (or a file or directory, made into one) as the next
+        version of its name in this project; ``latest`` and ``aliases`` move to it.
+        Returns at once: the service stores the files (``artifact.wait()``)."""
+        self._check_running("log_artifact()")
+        from . import runartifacts
+
+        return runartifacts.log_artifact(self, artifact_or_path, name, type, aliases, tags)
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None,
+                     aliases: list[str] | None = None, use_as: str | None = None) -> Artifact:
+        """A logged artifact (``"name:latest"``, ``"name:v3"``, ``"project/name:alias"``),
+        recorded as used by this run (its lineage)."""
+        self._check_running("use_artifact()")
+        from . import runartifacts
+
+        return runartifacts.use_artifact(self, artifact_or_name, type, aliases, use_as)
+
+    def log_model(self, path: str | os.PathLike, name: str | None = None,
+                  aliases: list[str] | None = None) -> None:
+        """A model file or directory as an artifact of type ``model``."""
+        self._check_running("log_model()")
+        from . import runartifacts
+
+        runartifacts.log_model(self, path, name, aliases)
+
+    def use_model(self, name: str) -> str:
+        """Download a model artifact; the local path of its file."""
+        self._check_running("use_model()")
+        from . import runartifacts
+
+        return runartifacts.use_model(self, name)
+
+    def link_artifact(self, artifact: Artifact, target_path: str,
+                      aliases: list[str] | None = None) -> Artifact:
+        """Accepted: the version gets ``aliases`` (default ``linked``); no registry here."""
+        self._check_running("link_artifact()")
+        from . import runartifacts
+
+        return runartifacts.link_artifact(self, artifact, target_path, aliases)
 
     def save(self, glob_str: str | os.PathLike, base_path: str | os.PathLike | None = None,
              policy: str = "live", glob: bool = True) -> list[str]:
@@ -410,6 +455,10 @@ class Run:
             from .runfiles import copy_at_end
 
             copy_at_end(self)
+        if self._artifacts:
+            from .runartifacts import settle
+
+            settle(self, timeout)
         try:
             reply = manager.inform_finish(self.id, state, exit_code, timeout,
                                           self._interface.dropped_by.get(self.id, 0))
@@ -515,6 +564,38 @@ class DisabledRun(Run):
 
     def mark_preempting(self) -> None:
         """Accepted; nothing is stored."""
+
+    def log_artifact(self, artifact_or_path: Any, name: str | None = None,
+                     type: str | None = None, aliases: list[str] | None = None,
+                     tags: list[str] | None = None) -> Artifact:
+        """Accepted; nothing is stored (an Artifact is returned, never logged)."""
+        from ..artifacts.artifact import Artifact
+
+        if isinstance(artifact_or_path, Artifact):
+            return artifact_or_path
+        return Artifact(name or os.path.basename(os.fspath(artifact_or_path)),
+                        type or "unspecified")
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None,
+                     aliases: list[str] | None = None, use_as: str | None = None) -> Artifact:
+        """A stored artifact, read as a run would read it; no lineage is recorded."""
+        from ..artifacts import registry
+        from ..artifacts.artifact import Artifact, from_manifest
+
+        if isinstance(artifact_or_name, Artifact):
+            return artifact_or_name
+        project, name, alias = registry.parse(str(artifact_or_name), self.project)
+        project_dir = os.path.join(os.path.dirname(os.path.dirname(self.dir)), project)
+        return from_manifest(registry.resolve(project_dir, name, alias), project_dir, project)
+
+    def log_model(self, path: str | os.PathLike, name: str | None = None,
+                  aliases: list[str] | None = None) -> None:
+        """Accepted; nothing is stored."""
+
+    def link_artifact(self, artifact: Artifact, target_path: str,
+                      aliases: list[str] | None = None) -> Artifact:
+        """Accepted; nothing is stored."""
+        return artifact
 
     @property
     def disabled(self) -> bool:

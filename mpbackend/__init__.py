@@ -180,6 +180,19 @@ def link_artifact(artifact: Artifact, target_path: str,
     return _current().link_artifact(artifact, target_path, aliases=aliases)
 
 
+def watch(models: Any, criterion: Any = None, log: str | None = "gradients",
+          log_freq: int = 1000, idx: int | None = None, log_graph: bool = False) -> None:
+    """``watch`` on the current run: gradient/parameter histograms of torch models."""
+    _current().watch(models, criterion=criterion, log=log, log_freq=log_freq, idx=idx,
+                     log_graph=log_graph)
+
+
+def unwatch(models: Any = None) -> None:
+    """``unwatch`` on the current run (nothing without one)."""
+    if run is not None:
+        run.unwatch(models)
+
+
 def require(*requirements: str, **kwargs: Any) -> None:
     """Accepted for wandb compatibility (``wandb.require("service")``); it changes nothing."""
 
@@ -191,5 +204,5 @@ __all__ = [
     "Summary", "Table", "UsageError", "Video", "__version__", "alert", "config", "define_metric",
     "finish", "init", "link_artifact", "log", "log_artifact", "log_model", "login",
     "mark_preempting", "plot", "require", "restore", "run", "save", "setup", "summary", "teardown",
-    "termerror", "termlog", "termwarn", "use_artifact", "use_model", "util",
+    "termerror", "termlog", "termwarn", "unwatch", "use_artifact", "use_model", "util", "watch",
 ]

@@ -111,6 +111,7 @@ class Run:
         self.resumed: bool = reply.get("resumed", False)
         self._at_end: list[tuple[str, str]] = []  # save(policy="live"/"end"): copied at the end
         self._artifacts: list[Artifact] = []  # logged, their versions not yet seen here
+        self._watchers: list[Any] = []  # watch(): hooks on torch models
         self.state = RUNNING
         self._final_step = reply.get("step", 0)
         self.config = Config(self, reply.get("config") or {})
@@ -151,6 +152,27 @@ class Run:
         """Record that the run is about to be preempted (stored with the run as
         ``preempting``): its end is then a preemption, not a failure to look into."""
         self._send_record((m.RUN_META, self.id, {"preempting": True}), {}, "mark_preempting()")
+
+    def watch(self, models: Any, criterion: Any = None, log: str | None = "gradients",
+              log_freq: int = 1000, idx: int | None = None, log_graph: bool = False) -> None:
+        """Log histograms of a torch model's gradients and/or parameters (``log=
+        "gradients" | "parameters" | "all"``) every ``log_freq`` batches, as wandb does
+        (``mpbackend.integrations.torch_watch``)."""
+        self._check_running("watch()")
+        from ..integrations.torch_watch import watch
+
+        self._watchers.extend(watch(self, models, criterion, log, log_freq, idx, log_graph))
+
+    def unwatch(self, models: Any = None) -> None:
+        """Take the hooks ``watch()`` put on ``models`` (all, if None) off."""
+        items = models if isinstance(models, (list, tuple)) or models is None else [models]
+        keep = []
+        for watcher in self._watchers:
+            if items is None or any(watcher.model is m for m in items):
+                watcher.remove()
+            else:
+                keep.append(watcher)
+        self._watchers = keep
 
     def log_artifact(self, artifact_or_path: Any, name: str | None = None,
                      type: str | None = None, aliases: list[str] | None = None,
@@ -455,6 +477,7 @@ class Run:
             from .runfiles import copy_at_end
 
             copy_at_end(self)
+        self.unwatch()
         if self._artifacts:
             from .runartifacts import settle
 
@@ -564,6 +587,10 @@ class DisabledRun(Run):
 
     def mark_preempting(self) -> None:
         """Accepted; nothing is stored."""
+
+    def watch(self, models: Any, criterion: Any = None, log: str | None = "gradients",
+              log_freq: int = 1000, idx: int | None = None, log_graph: bool = False) -> None:
+        """Accepted; no hooks are put on the model."""
 
     def log_artifact(self, artifact_or_path: Any, name: str | None = None,
                      type: str | None = None, aliases: list[str] | None = None,

@@ -19,7 +19,7 @@ def _model():
 def _train(run, model, steps):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     grads = []
-    for step in range(steps):
+    for _ in range(steps):
         x = torch.randn(8, 4)
         loss = model(x).pow(2).mean()
         opt.zero_grad()

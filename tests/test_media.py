@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import wave
 
 import numpy as np
@@ -327,3 +328,47 @@ def test_media_paths_that_leave_the_run_directory_are_refused(tmp_path):
     ref = MediaRef({"_type": "html-file", "path": "media/passwd"}, str(tmp_path))
     with pytest.raises(ValueError, match="link"):
         ref.read()
+
+
+def test_show_lists_media_and_the_report_shows_images_and_charts(rundir, tmp_path):
+    from conftest import chromium_binary, headless
+
+    magenta = np.zeros((32, 32, 3), dtype=np.uint8)
+    magenta[..., 0] = magenta[..., 2] = 255
+    run = mpbackend.init(project="media")
+    for step in range(6):
+        run.log({"loss": 1 / (step + 1), "pics": [mpbackend.Image(magenta, caption="m")]})
+    t = mpbackend.Table(columns=["x", "y"], data=[[i, i * i] for i in range(5)])
+    run.log({"curve": mpbackend.plot.line(t, "x", "y", title="squares"),
+             "cm": mpbackend.plot.confusion_matrix(y_true=[0, 1], preds=[1, 1],
+                                                   class_names=["no", "yes"])})
+    run.finish()
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))}
+    import subprocess
+    import sys
+
+    show = subprocess.run([sys.executable, "-m", "mpbackend", "show", run.id,
+                           "--dir", str(rundir)], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert show.returncode == 0, show.stderr
+    assert "Media: pics (1 images 32x32)" in " ".join(show.stdout.split())
+    assert "charts: curve, cm" in show.stdout
+    out = tmp_path / "report.html"
+    made = subprocess.run([sys.executable, "-m", "mpbackend", "report", run.id, "--dir",
+                           str(rundir), "-o", str(out)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert made.returncode == 0, made.stderr
+    page = out.read_text()
+    assert page.count('src="data:image/png;base64,') == 4  # the last 4 of the 6 logged
+    assert "squares" in page and "rows: actual, columns: predicted" in page
+    shot = tmp_path / "shot.png"
+    dom = headless(chromium_binary(), tmp_path, "--dump-dom", f"--screenshot={shot}",
+                   "--window-size=1000,2400", out.resolve().as_uri())
+    total = re.search(r'data-charts-total="(\d+)"', page).group(1)
+    assert f'data-charts-drawn="{total}"' in dom  # loss, the logged line, system metrics
+    data = json.loads(re.search(r'id="mp-data">(.*?)</script>', page, re.S).group(1))
+    (logged,) = data["sections"][2]["charts"]
+    assert logged["lines"][0]["y"] == [0, 1, 4, 9, 16] and logged["x"] == "x"
+    pixels = np.asarray(PILImage.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    near = (np.abs(pixels - [255, 0, 255]).sum(axis=1) < 30).sum()
+    assert near > 4 * 32 * 32 * 0.9  # the four images are drawn (CSP allows data: images)

@@ -55,7 +55,15 @@ from ..shared.version import __version__
 from ..store.reader import RunReader, pivot
 from . import report
 from .api import Api, ApiRun
-from .format import duration, flat_summary, flatten, format_value, is_number, printable
+from .format import (
+    duration,
+    flat_summary,
+    flatten,
+    format_value,
+    is_number,
+    media_text,
+    printable,
+)
 
 EXIT_ERROR = 1
 EXIT_RUN_FAILED = 3  # tail: the run ended, but not "finished"
@@ -349,6 +357,12 @@ def show_cmd(root: str, run_ref: str) -> None:
     else:
         note = " yet (the run is live)" if run.state == "running" and not liveness(run) else ""
         console.print(f"[bold]History[/]: no rows logged{note}")
+    media = [f"{k} ({media_text(v)})" for k, v in flat_summary(run.summary).items()
+             if isinstance(v, dict) and isinstance(v.get("_type"), str)]
+    charts = extra.get("charts")
+    if media or charts:
+        console.print("[bold]Media[/]: " + escape(", ".join(media) or "none")
+                      + (f"; charts: {escape(', '.join(map(str, charts)))}" if charts else ""))
     _show_system(run, console)
 
 

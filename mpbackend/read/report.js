@@ -67,14 +67,17 @@
     ctx.strokeStyle = "#8b949e"; ctx.strokeRect(L + 0.5, T + 0.5, pw, ph);
     ctx.save(); ctx.beginPath(); ctx.rect(L, T, pw, ph); ctx.clip();
     chart.lines.forEach(function (l) {
-      ctx.strokeStyle = ctx.fillStyle = data.runs[l.run].colour; ctx.lineWidth = 2;
-      ctx.beginPath();
-      for (var i = 0; i < l.x.length; i++) {
-        var px = sx(l.x[i]), py = sy(l.y[i]);
-        if (i === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
+      // A logged chart's line has its own colour and label; a scatter only dots.
+      ctx.strokeStyle = ctx.fillStyle = l.colour || data.runs[l.run].colour; ctx.lineWidth = 2;
+      if (!l.dots) {
+        ctx.beginPath();
+        for (var i = 0; i < l.x.length; i++) {
+          var px = sx(l.x[i]), py = sy(l.y[i]);
+          if (i === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
+        }
+        ctx.stroke();
       }
-      ctx.stroke();
-      if (l.x.length < 40) {
+      if (l.dots || l.x.length < 40) {
         for (var j = 0; j < l.x.length; j++) {
           ctx.beginPath(); ctx.arc(sx(l.x[j]), sy(l.y[j]), 2.5, 0, 2 * Math.PI); ctx.fill();
         }
@@ -92,7 +95,8 @@
           if (l.x[mid] < xv) lo = mid; else hi = mid;
         }
         var i = Math.abs(l.x[lo] - xv) <= Math.abs(l.x[hi] - xv) ? lo : hi;
-        parts.push(data.runs[l.run].label + ": " + fmt(l.y[i]) + " @ " + fmt(l.x[i]));
+        parts.push((l.label || data.runs[l.run].label) + ": " + fmt(l.y[i]) + " @ " +
+                   fmt(l.x[i]));
       });
       return parts.join("   ");
     }
@@ -100,7 +104,8 @@
   }
   function spec(canvas) {
     var section = data.sections[+canvas.dataset.section];
-    return {chart: section.charts[+canvas.dataset.chart], x: section.x};
+    var chart = section.charts[+canvas.dataset.chart];
+    return {chart: chart, x: chart.x || section.x};
   }
   function drawAll() {
     var drawn = 0;

@@ -293,7 +293,8 @@ def _page() -> tuple[Any, str, str, str]:
     style = "\n" + _resource(STYLE) + swatches
     script = "\n" + _resource(SCRIPT)
     csp = "; ".join((
-        "default-src 'none'",  # nothing is loaded: no image, font, frame, fetch
+        "default-src 'none'",  # nothing is loaded: no font, frame, fetch
+        "img-src data:",  # images only from the page itself (the logged images, inlined)
         f"script-src {csp_source(script)}",  # this script only: no other, no event handler
         f"style-src {csp_source(style)}",  # this style sheet only: no style attribute
         "base-uri 'none'", "form-action 'none'"))  # these two do not fall back to default
@@ -350,12 +351,14 @@ def html_report(runs: Sequence[Any], output: str, keys: Sequence[str] | None = N
     metric_charts = _charts_for(history, keys, points)
     system_charts = _charts_for(systems, sys_keys, points)
     labels = [printable(run_label(run)) for run in runs]
-    sections = [(x, metric_charts), ("_runtime (s)", system_charts)]
+    media = [_media(i, run) for i, run in enumerate(runs)]
+    logged_charts = [c for m in media for c in m["charts"]]
+    sections = [(x, metric_charts), ("_runtime (s)", system_charts), ("", logged_charts)]
     data = {  # for the script: what it draws, and the text it writes (textContent, fillText)
         "runs": [{"label": label, "colour": colour(i)} for i, label in enumerate(labels)],
-        "sections": [{"x": printable(axis), "charts": [{"key": printable(c["key"]),
-                                                        "lines": c["lines"]} for c in charts]}
-                     for axis, charts in sections],
+        "sections": [{"x": printable(axis), "charts": [
+            {"key": printable(c["key"]), "lines": c["lines"], "x": printable(c.get("x", ""))}
+            for c in charts]} for axis, charts in sections],
     }
     title = title or ("mpbackend report: " + ", ".join(labels[:4])
                       + (f" and {len(runs) - 4} more" if len(runs) > 4 else ""))
@@ -363,7 +366,10 @@ def html_report(runs: Sequence[Any], output: str, keys: Sequence[str] | None = N
     page = template.render(
         title=printable(title), csp=csp, style=Markup(style), script=Markup(script),
         generated=time.strftime("%Y-%m-%d %H:%M:%S"),
-        total=len(metric_charts) + len(system_charts), colours=len(PALETTE),
+        total=len(metric_charts) + len(system_charts) + len(logged_charts),
+        colours=len(PALETTE),
+        images=[g for m in media for g in m["images"]],
+        tables=[t for m in media for t in m["tables"]],
         run_heads=["", "run", "id", "project", "state", "steps", "runtime", "created",
                    *map(printable, shown)],
         runs=[_run_row(i, run, shown) for i, run in enumerate(runs)],
@@ -392,9 +398,128 @@ def _run_row(i: int, run: Any, shown: Sequence[str]) -> dict[str, Any]:
 def _section(index: int, charts: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
     return {"index": index, "charts": [
         {"key": printable(chart["key"]),
-         "lines": [{"colour": line["run"] % len(PALETTE), "label": labels[line["run"]],
+         "lines": [{"colour": line.get("swatch", line["run"]) % len(PALETTE),
+                    "label": printable(line.get("label", labels[line["run"]])),
                     "n": line["n"]} for line in chart["lines"]]}
         for chart in charts]}
+
+
+# -- media: the last images of each image key, and the charts logged with wandb.plot --
+
+IMAGE_TYPES = ("image-file", "images/separated")
+LAST_IMAGES = 4  # the last logged images shown per key
+MAX_INLINE = 2 << 20  # an image file larger than this is named, not inlined
+_MIME = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+         (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
+
+
+def _data_uri(ref: Any) -> str | None:
+    """An image file as a data: URI, if it is a PNG, JPEG, GIF or BMP of a sane size."""
+    try:
+        path = ref.path
+        if not path.is_file() or path.stat().st_size > MAX_INLINE:
+            return None
+        data = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    for magic, mime in _MIME:
+        if data.startswith(magic):
+            return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return None
+
+
+def _media(index: int, run: Any) -> dict[str, Any]:
+    """A run's images (the last few of each key), charts and chart tables for the page."""
+    from ..media.refs import MediaRef
+
+    label = printable(run_label(run))
+    out: dict[str, Any] = {"images": [], "charts": [], "tables": []}
+    summary = flat_summary(run.summary)
+    for key, value in summary.items():
+        if not (isinstance(value, dict) and value.get("_type") in IMAGE_TYPES):
+            continue
+        rows = [r for r in run.scan_history(keys=[key]) if isinstance(r.get(key), MediaRef)]
+        items = []
+        for row in rows[-LAST_IMAGES:]:
+            for ref in row[key].images:
+                src = _data_uri(ref)
+                if src is not None:
+                    items.append({"src": src, "step": printable(row["_step"]),
+                                  "caption": printable(ref.get("caption") or "")})
+        if items:
+            out["images"].append({"key": printable(key), "run": label, "pictures": items})
+    charts = run.info()["extra"].get("charts")
+    for key, spec in (charts.items() if isinstance(charts, dict) else ()):
+        ref = summary.get(str(spec.get("table_key"))) if isinstance(spec, dict) else None
+        if not isinstance(ref, MediaRef) or ref.kind != "table-file":
+            continue
+        try:
+            frame = ref.table()
+        except Exception:  # a damaged table file: the chart is left out, the page drawn
+            continue
+        _chart(index, label, str(key), spec, frame, out)
+    return out
+
+
+def _column(frame: Any, name: Any) -> list[Any]:
+    return frame[name].tolist() if isinstance(name, str) and name in frame.columns else []
+
+
+def _chart(index: int, label: str, key: str, spec: dict[str, Any], frame: Any,
+           out: dict[str, Any]) -> None:
+    """One wandb.plot chart: lines (line, scatter, line_series, pr_curve, roc_curve,
+    histogram) drawn on a canvas, tables (bar, confusion_matrix) as tables."""
+    stored = spec.get("fields")
+    fields: dict[str, Any] = stored if isinstance(stored, dict) else {}
+    kind = spec.get("type")
+    title = printable(f"{label}: {spec.get('title') or key}")
+    if kind in ("line", "scatter", "line_series", "pr_curve", "roc_curve"):
+        xs, ys = _column(frame, fields.get("x")), _column(frame, fields.get("y"))
+        strokes = _column(frame, fields.get("stroke")) or [""] * len(xs)
+        groups: dict[str, list[tuple[float, float]]] = {}
+        for x, y, stroke in zip(xs, ys, strokes):
+            if is_number(x) and is_number(y):
+                groups.setdefault(printable(stroke), []).append((float(x), float(y)))
+        lines = []
+        for j, (stroke, points) in enumerate(groups.items()):
+            if kind != "scatter":
+                points.sort()
+            lines.append({"run": index, "swatch": j, "colour": colour(j),
+                          "label": stroke or label, "n": len(points), "dots": kind == "scatter",
+                          "x": [p[0] for p in points], "y": [p[1] for p in points]})
+        if lines:
+            out["charts"].append({"key": title, "lines": lines,
+                                  "x": printable(spec.get("xname") or fields.get("x", ""))})
+    elif kind == "histogram":
+        values = [float(v) for v in _column(frame, fields.get("value")) if is_number(v)]
+        if values:
+            lo, hi = min(values), max(values)
+            bins = 20
+            width = (hi - lo) / bins or 1.0
+            counts = [0] * bins
+            for v in values:
+                counts[min(int((v - lo) / width), bins - 1)] += 1
+            centres = [lo + width * (i + 0.5) for i in range(bins)]
+            out["charts"].append({"key": title, "x": printable(fields.get("value", "")),
+                                  "lines": [{"run": index, "swatch": 0, "colour": colour(0),
+                                             "label": "count", "n": len(values),
+                                             "x": centres, "y": counts}]})
+    elif kind == "bar":
+        labels = _column(frame, fields.get("label"))
+        values = _column(frame, fields.get("value"))
+        out["tables"].append({"title": title, "head": [printable(fields.get("label")),
+                                                       printable(fields.get("value"))],
+                              "rows": [[printable(a), format_value(b)]
+                                       for a, b in zip(labels, values)]})
+    elif kind == "confusion_matrix":
+        actual, predicted = _column(frame, "Actual"), _column(frame, "Predicted")
+        counts = _column(frame, "nPredictions")
+        classes = list(dict.fromkeys(map(printable, [*actual, *predicted])))
+        cell = {(printable(a), printable(p)): n for a, p, n in zip(actual, predicted, counts)}
+        out["tables"].append({"title": title + " (rows: actual, columns: predicted)",
+                              "head": ["", *classes],
+                              "rows": [[a, *(format_value(cell.get((a, p), 0)) for p in classes)]
+                                       for a in classes]})
 
 
 def _config(runs: Sequence[Any], labels: list[str]) -> dict[str, Any]:

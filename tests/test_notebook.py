@@ -442,3 +442,43 @@ def test_kernel_shutdown_without_finish_finishes_the_run(tmp_path):
     assert info["exit_code"] in (None, 0)
     _assert_steps(history)
     assert [row["i"] for row in history] == list(range(400))
+
+
+# -- media in a notebook ----------------------------------------------------------------
+
+
+def test_an_image_shows_in_the_notebook_and_is_logged(tmp_path):
+    nb = _notebook(
+        INIT,
+        """
+        import numpy as np
+        img = mpbackend.Image(np.full((8, 8, 3), (0, 128, 255), dtype=np.uint8), caption="c")
+        img
+        """,
+        """
+        table = mpbackend.Table(columns=["a", "b"], data=[[1, "x"]])
+        run.log({"img": img, "t": table})
+        table
+        """,
+        """
+        run.finish()
+        ref = mpbackend.Api().run(run.id).history(pandas=False)[0]["img"]
+        print("RESULT " + json.dumps({"path": ref["path"], "size": ref.image().size}))
+        """)
+    client = _client(nb, tmp_path)
+    with client.setup_kernel(env=_kernel_env(tmp_path)):
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+    assert not _errors(nb), _errors(nb)
+    (shown,) = [o for o in nb.cells[1].outputs if o.output_type == "execute_result"]
+    import base64
+    import io
+
+    from PIL import Image as PILImage
+
+    picture = PILImage.open(io.BytesIO(base64.b64decode(shown.data["image/png"])))
+    assert picture.size == (8, 8) and picture.convert("RGB").getpixel((3, 3)) == (0, 128, 255)
+    (table,) = [o for o in nb.cells[2].outputs if o.output_type == "execute_result"]
+    assert "<table" in table.data["text/html"] and ">x<" in table.data["text/html"]
+    stored = _cell_result(nb.cells[3])
+    assert stored["path"].startswith("media/images/") and stored["size"] == [8, 8]

@@ -25,7 +25,8 @@ class Media:
         return self._sent
 
     def __repr__(self) -> str:
-        meta = {k: v for k, v in self._sent.meta.items() if isinstance(v, (int, str))}
+        sent = getattr(self, "_sent", None)  # a Table makes its own at log()
+        meta = {k: v for k, v in sent.meta.items() if isinstance(v, (int, str))} if sent else {}
         return f"<{type(self).__name__} {meta}>"
 
 

@@ -227,6 +227,16 @@ class Table(Media):
     def __len__(self) -> int:
         return len(self.data)
 
+    def __repr__(self) -> str:
+        return f"<Table {len(self.data)} rows, columns {self.columns}>"
+
+    def _repr_html_(self) -> str | None:
+        """The table in Jupyter, as its DataFrame (when pandas is installed)."""
+        try:
+            return self.get_dataframe()._repr_html_()
+        except ImportError:
+            return None
+
     def _mp_media(self, convert: Callable[[Any], Any] | None = None) -> Sent:
         """The table as logged now; ``convert`` (log()'s value conversion) makes each
         cell plain data, a media cell its ``Media``."""

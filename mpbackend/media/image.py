@@ -177,6 +177,21 @@ class Image(Media):
     def caption(self) -> str | None:
         return self._caption
 
+    def _repr_png_(self) -> bytes | None:
+        """The image in Jupyter (encoded here, when shown; a logged one is encoded
+        by the service)."""
+        meta, data = self._sent.meta, self._sent.data
+        if type(data) is tuple:
+            data = data[0]
+        if not meta.get("raw"):
+            return data if data[:8] == b"\x89PNG\r\n\x1a\n" else None
+        from PIL import Image as PILImage
+
+        buf = io.BytesIO()
+        PILImage.frombytes(meta["raw"], (meta["width"], meta["height"]), data).save(
+            buf, format="PNG")
+        return buf.getvalue()
+
     @property
     def width(self) -> int:
         return int(self._sent.meta["width"])

@@ -60,17 +60,31 @@ def _number(value: Any) -> bool:
     return (type(value) is int or type(value) is float) and value == value
 
 
-def _pending_from(stored: Any) -> dict[int, tuple[dict[str, Any], float, Any]]:
+# A process's row not committed yet: (row, its time, DataLoader worker id, the paths
+# of its keys logged nested, as flatten_row gives them).
+Pending = tuple[dict[str, Any], float, Any, dict[str, tuple[str, ...]]]
+NO_PATHS: dict[str, tuple[str, ...]] = {}  # a row with no nested key (never written to)
+
+
+def _paths_from(stored: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(stored, dict):
+        return {}
+    return {k: tuple(v) for k, v in stored.items() if isinstance(k, str)
+            and isinstance(v, list) and v and all(isinstance(p, str) for p in v)}
+
+
+def _pending_from(stored: Any) -> dict[int, Pending]:
     """The pending rows kept in a run's ``extra``, checked (nothing read is trusted)."""
-    pending: dict[int, tuple[dict[str, Any], float, Any]] = {}
+    pending: dict[int, Pending] = {}
     if not isinstance(stored, dict):
         return pending
     for pid, entry in stored.items():
         if (isinstance(pid, str) and pid.isdigit() and isinstance(entry, list)
-                and len(entry) == 3 and isinstance(entry[0], dict)
+                and len(entry) in (3, 4) and isinstance(entry[0], dict)
                 and isinstance(entry[1], (int, float)) and not isinstance(entry[1], bool)
                 and (entry[2] is None or type(entry[2]) is int)):
-            pending[int(pid)] = (dict(entry[0]), float(entry[1]), entry[2])
+            paths = _paths_from(entry[3]) if len(entry) == 4 else {}
+            pending[int(pid)] = (dict(entry[0]), float(entry[1]), entry[2], paths)
     return pending
 
 
@@ -127,21 +141,25 @@ class Metrics(MetricDefs):
         self.aggregates: dict[str, dict[str, Any]] = dict(aggregates or {})
         self.step_values: dict[str, Any] = dict(step_values or {})
 
-    def sync_steps(self, row: dict[str, Any]) -> None:
+    def sync_steps(self, row: dict[str, Any]) -> set[str]:
         """Remember the step metrics' numeric values in ``row``, then fill the step
         metric into a row that logs a synced metric without it: its last numeric
         value, or 0 before it has one (wandb's ``step_sync``). A text value of a step
-        metric is stored in its row but never filled into another."""
+        metric is stored in its row but never filled into another. Returns the
+        step metrics filled in."""
         values = self.step_values
         for x in self.step_metrics:
             if x in row and type(row[x]) in (int, float):  # NaN too, as in wandb
                 values[x] = row[x]
+        filled = set()
         for key in list(row):
             d = self.resolve(key)
             if d is not None and d.get("step_sync"):
                 metric = d.get("step_metric")
                 if metric and metric not in row:
                     row[metric] = values.get(metric, 0)
+                    filled.add(metric)
+        return filled
 
     def observe(self, row: dict[str, Any]) -> None:
         """Add one committed row's values to the aggregates of keys with summary ops."""
@@ -253,7 +271,8 @@ class Internal:
         # where the row nested them; a None value sets nothing), shaped by
         # define_metric; run.summary[k] = v sets k. The last write wins.
         self.tree: dict[str, Any] = {}
-        self.paths: dict[str, tuple[str, ...]] = {}  # "n.a" -> ("n", "a"), once logged nested
+        # The nested-key paths of the rows of one rows() batch (by id(row)), for _extend.
+        self._row_paths: dict[int, dict[str, tuple[str, ...]]] = {}
         # Keys the user set on the summary: as in wandb, their later values are stored
         # plain, whatever define_metric asked (wandb's "explicit" summary keys).
         self.explicit: set[str] = set()
@@ -283,7 +302,6 @@ class Internal:
                                    extra.get("step_values"))
             self.tree = dict(old["summary"])
             self.last = dict(extra.get("last", old["summary"]))
-            self.paths = {k: tuple(v) for k, v in dict(extra.get("paths", {})).items()}
             self.explicit = set(extra.get("explicit", []))
             self.runtime_before = float(self.last.get("_runtime", 0.0))
             self.errors = list(extra.get("service_errors", []))[:MAX_ERRORS]
@@ -310,7 +328,7 @@ class Internal:
         # Each process's row not committed yet (log(step=) / commit=False). It is kept
         # with the run's stored state at every commit, in the same transaction as the
         # replay mark, so a new service after a restart goes on with it.
-        self._pending: dict[int, tuple[dict[str, Any], float, Any]] = {}
+        self._pending: dict[int, Pending] = {}
         self._pending_changed = False
         if resuming and old["pid"] == self.owner_pid:  # the same process: a restart
             self._pending = _pending_from(extra.get("pending"))
@@ -340,11 +358,12 @@ class Internal:
         floats_op = m.HISTORY_FLOATS
         any_op = m.HISTORY_ANY
         media_op = m.HISTORY_MEDIA
+        paths_of = self._row_paths
         for record in records:
             op, _, row, step, commit, ts = record
+            paths = NO_PATHS
             if (op == any_op or op == media_op) and dict in set(map(type, row.values())):
                 row, paths = flatten_row(row)  # the service flattens a nested row
-                self.paths.update(paths)
             if op == media_op:
                 try:
                     row = self._write_media(row)  # the files first; the row holds Refs
@@ -360,13 +379,15 @@ class Internal:
                         row["_worker"] = worker
                 batch.append(row)  # log({}) too: an empty row takes a step, as in wandb
                 times.append(ts)
+                if paths:
+                    paths_of[id(row)] = paths
                 continue
             if batch:
                 self._extend(batch, times, floats)
                 batch, times = [], []
                 floats = not child
             try:
-                warning = self.history(pid, worker, row, step, commit, ts)
+                warning = self.history(pid, worker, row, step, commit, ts, paths)
             except Exception as exc:
                 failures.append((exc, traceback.format_exc()))
                 continue
@@ -383,29 +404,36 @@ class Internal:
         last = self.last
         final = rows[-1]
         keys = final.keys()
+        paths_of = self._row_paths
         if all(map(keys.__eq__, map(dict.keys, rows))):  # the same keys in every row
             last.update(final)
-            if not self.paths and (floats or None not in final.values()):
+            if not paths_of and (floats or None not in final.values()):
                 self.tree.update(final)  # no define_metric here: the values themselves
             else:
                 for row in rows:
-                    self._summarize(row)
+                    self._summarize(row, paths_of.get(id(row), NO_PATHS))
         else:
             for row in rows:
                 last.update(row)
-                self._summarize(row)
+                self._summarize(row, paths_of.get(id(row), NO_PATHS))
+        paths_of.clear()
         tree = self.tree
         tree["_runtime"] = last["_runtime"] = self.runtime_before + times[-1] - self.start_time
         tree["_timestamp"] = last["_timestamp"] = times[-1]
         tree["_step"] = last["_step"] = self.step - 1
 
-    def _summarize(self, row: dict[str, Any]) -> None:
-        """A committed row's values into the summary (``tree``), as wandb stores them."""
+    def _summarize(self, row: dict[str, Any], paths: dict[str, tuple[str, ...]],
+                   filled: frozenset[str] | set[str] = frozenset()) -> None:
+        """A committed row's values into the summary (``tree``), as wandb stores them:
+        a key the row logged nested at its path (``paths``), any other as it is (a
+        literal ``"n.a"`` is a key of its own, as in wandb). A step metric the row
+        got filled in (``filled``) is stored plain unless it has a definition of its
+        own: wandb applies a glob's summary ops to logged values only."""
         tree = self.tree
-        paths = self.paths
         metrics = self.metrics if self.metrics.defs else None
         for key, value in row.items():
             if (metrics is not None and key not in self.explicit
+                    and (key not in filled or key in metrics.defs)
                     and metrics.ops(metrics.resolve(key))):
                 value = metrics.shaped(key, value)  # {"last": None} too, as in wandb
                 if value is NONE:
@@ -413,17 +441,19 @@ class Internal:
             elif value is None:
                 continue  # log({"x": None}) leaves the summary's x as it was
             path = paths.get(key) if paths else None
-            if path is None:
+            if path is None:  # a key logged flat, a literal "n.a" too
                 tree[key] = value
             else:
                 set_path(tree, path, value)
 
     def history(self, pid: int, worker: Any, data: dict[str, Any], step: int | None,
-                commit: bool | None, ts: float) -> str | None:
-        """Apply one ``log()`` call; returns a warning for the user, or None."""
+                commit: bool | None, ts: float,
+                paths: dict[str, tuple[str, ...]] = NO_PATHS) -> str | None:
+        """Apply one ``log()`` call (``paths``: its nested keys, ``flatten_row``);
+        returns a warning for the user, or None."""
         self._pending_changed = True
         if step is None and commit is None and not self._pending:
-            self._commit_row(pid, worker, data, ts)  # the common case: a row of its own
+            self._commit_row(pid, worker, data, ts, paths)  # the common case: its own row
             return None
         pending = self._pending.get(pid)
         if step is not None:
@@ -436,48 +466,61 @@ class Internal:
                 self.step = step
                 pending = None
             if pending is None:
-                self._pending[pid] = (data, ts, worker)
+                self._pending[pid] = (data, ts, worker, dict(paths))
             else:
-                self._merge(pending[0], data)
-                self._pending[pid] = (pending[0], ts, worker)
+                self._merge(pending, data, paths)
+                self._pending[pid] = (pending[0], ts, worker, pending[3])
             if commit:  # an explicit commit stores the row, an empty one too
                 self._commit_pending(pid, empty=True)
             return None
         if commit is False:
             if pending is None:
-                self._pending[pid] = (data, ts, worker)
+                self._pending[pid] = (data, ts, worker, dict(paths))
             else:
-                self._merge(pending[0], data)
-                self._pending[pid] = (pending[0], ts, worker)
+                self._merge(pending, data, paths)
+                self._pending[pid] = (pending[0], ts, worker, pending[3])
             return None
         if pending is not None:
             del self._pending[pid]
-            self._merge(pending[0], data)
-            data = pending[0]
-        self._commit_row(pid, worker, data, ts)  # log({}) too: it takes a step
+            self._merge(pending, data, paths)
+            data, paths = pending[0], pending[3]
+        self._commit_row(pid, worker, data, ts, paths)  # log({}) too: it takes a step
         return None
 
-    def _merge(self, pending: dict[str, Any], data: dict[str, Any]) -> None:
+    @staticmethod
+    def _merge(pending: Pending, data: dict[str, Any],
+               paths: dict[str, tuple[str, ...]]) -> None:
         """Merge a log() call's row into a pending one as wandb merges them, by the
         keys the call logged at its top level: ``{"loss": 3}`` replaces a pending
-        ``{"loss": {"a": 1}}`` whole (its ``loss.a`` goes), and the other way round."""
-        paths = self.paths
-        if paths:
+        ``{"loss": {"a": 1}}`` whole (its ``loss.a`` goes), and the other way round.
+        A literal ``"n.a"`` is a top-level key of its own: it leaves a pending
+        ``{"n": {"b": 1}}`` as it is."""
+        row, row_paths = pending[0], pending[3]
+        if paths or row_paths:
             tops = {paths[k][0] if k in paths else k for k in data}
-            for key in [k for k in pending if (paths[k][0] if k in paths else k) in tops]:
-                del pending[key]
-        pending.update(data)
+            for key in [k for k in row
+                        if (row_paths[k][0] if k in row_paths else k) in tops]:
+                del row[key]
+                row_paths.pop(key, None)
+        for key in data:
+            if key in paths:
+                row_paths[key] = paths[key]
+            else:
+                row_paths.pop(key, None)  # logged literally now
+        row.update(data)
 
-    def _commit_row(self, pid: int, worker: Any, row: dict[str, Any], ts: float) -> None:
+    def _commit_row(self, pid: int, worker: Any, row: dict[str, Any], ts: float,
+                    paths: dict[str, tuple[str, ...]] = NO_PATHS) -> None:
         row["_runtime"] = self.runtime_before + ts - self.start_time
         row["_timestamp"] = ts
         metrics = self.metrics
+        filled: set[str] | frozenset[str] = frozenset()
         if metrics.defs:
-            metrics.sync_steps(row)
+            filled = metrics.sync_steps(row)
             metrics.observe(row)
         self.last.update(row)
         self.last["_step"] = self.step
-        self._summarize(row)
+        self._summarize(row, paths, filled)
         self.tree["_step"] = self.step
         if pid != self.owner_pid:
             row["_pid"] = pid
@@ -491,7 +534,7 @@ class Internal:
         that commits it), not when a later step or the finish does."""
         pending = self._pending.pop(pid, None)
         if pending is not None and (pending[0] or empty):
-            self._commit_row(pid, pending[2], pending[0], pending[1])
+            self._commit_row(pid, pending[2], pending[0], pending[1], pending[3])
 
     def _commit_all(self) -> None:
         """Commit every process's pending row, the owner's first."""
@@ -585,7 +628,13 @@ class Internal:
         if any(type(v) is m.Media or type(v) in (list, dict) for v in data.values()):
             data = self._write_media(data)
         self.tree.update(data)
-        self.explicit.update(data)
+        metrics = self.metrics
+        for key in data:
+            # As wandb: the key is stored plain from now on if a definition with summary
+            # ops applies to it already (its own, or a glob that has matched it: the key
+            # was logged); one defined, or first matched, after the set shapes it again.
+            if metrics.ops(metrics.resolve(key)) and (key in metrics.defs or key in self.last):
+                self.explicit.add(key)
         for key in deleted:
             self.tree.pop(key, None)
         self._save_summary()
@@ -640,15 +689,15 @@ class Internal:
         """Queue the summary and what it is computed from for the next commit."""
         self.writer.update_run(step=self.step, summary=self.summary(), extra={
             "metrics": self.metrics.defs, "aggregates": self.metrics.aggregates,
-            "step_values": self.metrics.step_values, "paths": self.paths, "last": self.last,
+            "step_values": self.metrics.step_values, "last": self.last,
             "explicit": sorted(self.explicit),
             "dropped_steps": self.dropped_steps, "dropped_records": self.dropped_records,
             "lost_rows": self.writer.lost_rows, "service_errors": self.errors,
             "service_error_count": self.error_count, "alerts": self.alerts,
             "preempting": self.preempting, "entity": self.entity, "charts": self.charts,
             "logged_artifacts": self.logged_artifacts, "used_artifacts": self.used_artifacts,
-            "pending": {str(pid): [row, ts, worker]
-                        for pid, (row, ts, worker) in self._pending.items()}})
+            "pending": {str(pid): [row, ts, worker, paths]
+                        for pid, (row, ts, worker, paths) in self._pending.items()}})
 
     # -- transactions ----------------------------------------------------
 

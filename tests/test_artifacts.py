@@ -77,8 +77,8 @@ def test_versions_aliases_and_download(rundir, tmp_path):
                                                                               "data:v1"]
     assert [a.name for a in api.run(f"art/{reader.id}").used_artifacts()] == ["data:v0",
                                                                                "data:v1"]
-    assert api.artifact("art/data:v0").used_by() == [{"id": reader.id, "project": "art"}]
-    assert api.artifact("art/data:v0").logged_by() == run.id
+    assert [r.id for r in api.artifact("art/data:v0").used_by()] == [reader.id]
+    assert api.artifact("art/data:v0").logged_by().id == run.id
 
 
 def test_a_mutable_file_is_copied_at_add_an_immutable_one_read_at_logging(rundir, tmp_path):
@@ -97,7 +97,8 @@ def test_a_mutable_file_is_copied_at_add_an_immutable_one_read_at_logging(rundir
         art.add_file(os.path.join(src, "m.bin"), name="x")
 
 
-def test_references_new_files_tables_and_models(rundir, tmp_path):
+def test_references_new_files_tables_and_models(rundir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # get() downloads to ./artifacts/<name>:v<N>, as wandb
     src = _files(tmp_path, {"ref.txt": "by reference", "model.pt": b"\x01" * 100})
     run = mpbackend.init(project="art")
     art = mpbackend.Artifact("mixed", type="dataset")
@@ -120,6 +121,8 @@ def test_references_new_files_tables_and_models(rundir, tmp_path):
     assert open(os.path.join(root, "notes/readme.md")).read() == "# notes"
     assert open(os.path.join(root, "ref.txt")).read() == "by reference"
     frame = got.get("samples").get_dataframe()
+    assert (tmp_path / "artifacts" / "mixed:v0" / "samples.table.parquet").is_file()
+    assert [f.name for f in got.files()] == sorted(entries)
     assert frame["id"].tolist() == [1]
     assert np.asarray(frame["img"][0].image()).tolist() == [[9, 9, 9], [9, 9, 9]]
     path = user.use_model("net:epoch-1")

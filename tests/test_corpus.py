@@ -416,6 +416,583 @@ def git_repo(where: Path) -> None:
     subprocess.run(["git", "init", "-q", str(where)], check=True, timeout=30)
 
 
+# -- media, charts and artifacts: reading them back ------------------------------------
+
+def history_refs(ctx: Ctx, run_id: str) -> list[dict]:
+    """The run's history as ``ApiRun.history(pandas=False)`` reads it (media as MediaRef)."""
+    return api_run(ctx, run_id).history(pandas=False)
+
+
+def assert_media_file(ref: Any, run_dir: Path, folder: str, ext: str) -> None:
+    """A media reference's file: ``media/<folder>/<sha256>.<ext>`` in the run, as stored."""
+    assert ref["path"] == f"media/{folder}/{ref['sha256']}.{ext}", ref["path"]
+    assert inside(ref.path, run_dir) and ref.path.is_file(), ref.path
+    assert sha256(ref.path) == ref["sha256"] and ref.path.stat().st_size == ref["size"]
+
+
+def pixels(ref: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(ref.image())
+
+
+def pixel_digest(ref: Any) -> str:
+    """The SHA-256 of a stored image's decoded pixels (what the script hashed)."""
+    return hashlib.sha256(pixels(ref).tobytes()).hexdigest()
+
+
+def media_names(run_dir: Path, folder: str) -> list[str]:
+    where = run_dir / "media" / folder
+    return sorted(p.name for p in where.iterdir()) if where.is_dir() else []
+
+
+def downloaded(ctx: Ctx, artifact: Any, name: str) -> Path:
+    """An artifact downloaded by the check, under the script's directory."""
+    return Path(artifact.download(root=str(ctx.where / "check-downloads" / name)))
+
+
+def table_rows(ref: Any) -> list[list[Any]]:
+    return ref.table().values.tolist()
+
+
+def check_prediction_table(ctx: Ctx) -> None:
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    run_dir = find_run(ctx, r["id"])
+    assert info["config"] == r["config"] and info["job_type"] == "eval"
+    rows = history_refs(ctx, r["id"])
+    assert_rows(rows[:-1], [{"epoch": e, "loss": v} for e, v in enumerate(r["losses"])])
+    last = public(rows[-1])
+    assert list(last) == ["predictions"] and rows[-1]["_step"] == len(r["losses"])
+    ref = last["predictions"]
+    assert ref.kind == "table-file", ref
+    assert (ref["nrows"], ref["ncols"], ref["columns"]) == (10, 4, ["id", "image", "pred",
+                                                                    "label"])
+    assert_media_file(ref, run_dir, "table", "table.parquet")
+    frame = ref.table()
+    assert list(frame.columns) == ["id", "image", "pred", "label"]
+    assert frame["id"].tolist() == list(range(10))
+    assert frame["pred"].tolist() == r["preds"] and frame["label"].tolist() == r["labels"]
+    for image, digest, label in zip(frame["image"], r["digests"], r["labels"]):
+        assert image.kind == "image-file", image
+        assert (image["width"], image["height"], image["format"]) == (8, 8, "png")
+        assert image["caption"] == label
+        assert_media_file(image, run_dir, "images", "png")
+        assert pixel_digest(image) == digest
+    assert len(media_names(run_dir, "images")) == len(set(r["digests"]))
+    assert public(info["summary"]) == {"epoch": len(r["losses"]) - 1, "loss": r["losses"][-1],
+                                       "predictions": dict(ref),
+                                       "test_accuracy": r["accuracy"]}
+    assert_finished(info)
+
+
+def wandb_pr_rows(y_true: Any, probas: Any) -> list[tuple]:
+    """The rows wandb.plot.pr_curve stores without labels: (class, precision, recall),
+    the class as its int, precision interpolated at 21 recall points, rounded to 3."""
+    import numpy as np
+    from sklearn.metrics import precision_recall_curve
+
+    out = []
+    grid = np.linspace(0, 1, 21)[::-1]
+    for cls in np.unique(y_true):
+        precision, recall, _ = precision_recall_curve(y_true, probas[:, cls], pos_label=cls)
+        precision = np.maximum.accumulate(precision)[::-1]
+        at = np.searchsorted(recall[::-1], grid, side="left")
+        out += [(int(cls), float(p), float(g))
+                for p, g in zip(precision[at].round(3), grid.round(3))]
+    return out
+
+
+def wandb_roc_rows(y_true: Any, probas: Any) -> list[tuple]:
+    """The rows wandb.plot.roc_curve stores: sklearn's roc_curve per class (its default
+    drop_intermediate=True), (class as int, fpr, tpr) rounded to 3."""
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    out = []
+    for cls in np.unique(y_true):
+        fpr, tpr, _ = roc_curve(y_true, probas[:, cls], pos_label=cls)
+        out += [(int(cls), float(f), float(t)) for f, t in zip(fpr.round(3), tpr.round(3))]
+    return out
+
+
+def check_sklearn_plots(ctx: Ctx) -> None:
+    import numpy as np
+    from sklearn.metrics import confusion_matrix
+
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    run_dir = find_run(ctx, r["id"])
+    assert info["config"] == {"model": "LogisticRegression", "C": 0.05, "max_iter": 200}
+    rows = history_refs(ctx, r["id"])
+    assert [sorted(public(row)) for row in rows] == [["conf_mat_table"], ["pr_table"],
+                                                    ["roc_table"], ["accuracy"]]
+    assert [row["_step"] for row in rows] == [0, 1, 2, 3]
+    assert rows[3]["accuracy"] == r["accuracy"]
+    charts = info["extra"]["charts"]
+    assert sorted(charts) == ["conf_mat", "pr", "roc"]
+    for key, kind in (("conf_mat", "confusion_matrix"), ("pr", "pr_curve"),
+                      ("roc", "roc_curve")):
+        assert (charts[key]["type"], charts[key]["table_key"]) == (kind, f"{key}_table")
+    assert charts["conf_mat"]["title"] == "Confusion Matrix Curve"
+    assert charts["pr"]["title"] == "Precision-Recall Curve"
+    assert charts["roc"]["title"] == "ROC Curve"
+    tables = {key: public(row)[key] for row in rows[:3] for key in public(row)}
+    for key, ref in tables.items():
+        assert ref.kind == "table-file", (key, ref)
+        assert_media_file(ref, run_dir, "table", "table.parquet")
+        assert public(info["summary"])[key] == dict(ref)
+        assert set(charts[key[:-len("_table")]]["fields"].values()) <= set(ref["columns"])
+    # the confusion matrix: every (actual, predicted) pair, counted as sklearn counts
+    conf = tables["conf_mat_table"]
+    assert conf["columns"] == ["Actual", "Predicted", "nPredictions"] and conf["nrows"] == 9
+    counts = confusion_matrix(r["y_test"], r["y_pred"], labels=[0, 1, 2])
+    names = r["labels"]
+    assert table_rows(conf) == [[names[i], names[j], counts[i, j]]
+                                for i in range(3) for j in range(3)]
+    assert sum(row[2] for row in table_rows(conf)) == len(r["y_test"])
+    assert public(info["summary"])["n_test"] == len(r["y_test"])
+    assert_finished(info)
+    # precision-recall and ROC tables hold what wandb's would: the class column keeps
+    # y_true's class values (ints, as no labels were given), the points are wandb's
+    y_true, probas = np.array(r["y_test"]), np.array(r["probas"])
+    pr = tables["pr_table"]
+    assert pr["columns"] == ["class", "precision", "recall"] and pr["nrows"] == 63
+    got = [tuple(row) for row in table_rows(pr)]
+    assert sorted(got) == sorted(wandb_pr_rows(y_true, probas)), got[:3]
+    roc = tables["roc_table"]
+    assert roc["columns"] == ["class", "fpr", "tpr"]
+    expected = wandb_roc_rows(y_true, probas)
+    assert [tuple(row) for row in table_rows(roc)] == expected, (roc["nrows"], len(expected))
+
+
+def check_dataset_artifact(ctx: Ctx) -> None:
+    import numpy as np
+
+    r = ctx.result
+    upload, _ = load(ctx, r["upload_id"])
+    train, rows = load(ctx, r["train_id"])
+    assert (upload["job_type"], train["job_type"]) == ("upload", "train")
+    assert train["config"] == {"lr": 0.5, "epochs": 8}
+    assert_rows(rows, [{"epoch": e, "acc": a} for e, a in enumerate(r["accs"])])
+    assert_finished(upload)
+    assert_finished(train)
+    assert (r["version"], r["used_name"]) == ("v0", "toy-data:v0")
+    assert r["metadata"] == {"n": 120, "features": 3}
+    assert r["downloaded"] == sorted(r["digests"]) == ["README.txt", "x.npy", "y.npy"]
+    logged = api_run(ctx, r["upload_id"]).logged_artifacts()
+    assert [a.name for a in logged] == ["toy-data:v0"]
+    assert api_run(ctx, r["upload_id"]).used_artifacts() == []
+    used = api_run(ctx, r["train_id"]).used_artifacts()
+    assert [(a.name, a.version, a.type) for a in used] == [("toy-data:v0", "v0", "dataset")]
+    dataset = used[0]
+    assert dataset.metadata == r["metadata"]
+    assert dataset.description == "120 points, 3 features"
+    root = downloaded(ctx, dataset, "dataset")
+    assert {p.name: sha256(p) for p in root.iterdir()} == r["digests"]
+    models = api_run(ctx, r["train_id"]).logged_artifacts()
+    assert [(a.name, a.type) for a in models] == [("toy-model:v0", "model")]
+    weights = np.load(downloaded(ctx, models[0], "model") / "weights.npy")
+    assert weights.tolist() == r["weights"]
+    # lineage as wandb's Artifact gives it: logged_by() is the Run that logged the
+    # version, used_by() the Runs that used it
+    assert dataset.logged_by().id == r["upload_id"]
+    assert [run.id for run in dataset.used_by()] == [r["train_id"]]
+    assert models[0].logged_by().id == r["train_id"]
+
+
+def check_model_checkpoints(ctx: Ctx) -> None:
+    import torch
+
+    r = ctx.result
+    info, rows = load(ctx, r["id"])
+    assert info["config"] == {"epochs": 8, "lr": 0.4}
+    assert_rows(rows, r["rows"])
+    best, improved = float("inf"), []
+    for row in r["rows"]:  # the epochs where val/loss reached a new low: one version each
+        if row["val/loss"] < best:
+            best = row["val/loss"]
+            improved.append(row["epoch"])
+    assert [s["epoch"] for s in r["saved"]] == improved and 1 < len(improved) < 8
+    assert public(info["summary"]) == {**last_values(r["rows"]), "best_val_loss": best}
+    assert_finished(info)
+    n = len(r["saved"])
+    names = [a.name for a in api_run(ctx, r["id"]).logged_artifacts()]
+    assert names == [f"linear-model:v{i}" for i in range(n)]
+    expected = [[f"v{i}", sorted([f"epoch-{s['epoch']}"] + (["best", "latest"]
+                                                          if i == n - 1 else []))]
+                for i, s in enumerate(r["saved"])]
+    versions = sorted(r["versions"], key=lambda v: int(v[0][1:]))
+    assert versions == expected  # "best" moved to the last version logged with it
+    assert r["best_version"] == f"v{n - 1}"
+    assert r["best_metadata"] == {"epoch": r["saved"][-1]["epoch"],
+                                  "val_loss": r["saved"][-1]["val_loss"]}
+    assert r["best_weight"] == r["saved"][-1]["weight"]
+    api = mpbackend.Api(str(ctx.mp))
+    for i, saved in enumerate(r["saved"]):
+        version = api.artifact(f"ckpt-demo/linear-model:v{i}", type="model")
+        assert version.metadata == {"epoch": saved["epoch"], "val_loss": saved["val_loss"]}
+        state = torch.load(downloaded(ctx, version, f"v{i}") / "model.pt")
+        assert state["weight"].item() == saved["weight"]
+
+
+def check_watch_model(ctx: Ctx) -> None:
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    assert info["config"] == {"lr": 0.05, "epochs": 2, "batch_size": 16, "log_freq": 3}
+    rows = history_refs(ctx, r["id"])
+    assert [row["_step"] for row in rows] == list(range(12))
+    names = r["names"]
+    assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    # every 3rd forward (validation passes count) and every 3rd backward, joined to the
+    # row the loop logs next, as wandb's hooks do (commit=False)
+    assert (len(r["forwards"]), len(r["backwards"])) == (12, 10)
+    forward_step = list(range(12))  # one forward per row: 5 batches, then a validation
+    backward_step = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]  # the training rows only
+    param_steps = {forward_step[i]: r["forwards"][i] for i in range(12) if (i + 1) % 3 == 0}
+    grad_steps = {backward_step[i]: r["backwards"][i] for i in range(10) if (i + 1) % 3 == 0}
+    assert sorted(param_steps) == [2, 5, 8, 11] and sorted(grad_steps) == [2, 6, 9]
+    for row, logged in zip(rows, r["rows"]):
+        step = row["_step"]
+        hist_keys = {k for k in row if k.startswith(("parameters/", "gradients/"))}
+        expected_keys = ({f"parameters/{n}" for n in names} if step in param_steps else set())
+        expected_keys |= {f"gradients/{n}" for n in names} if step in grad_steps else set()
+        assert hist_keys == expected_keys, (step, sorted(hist_keys))
+        assert {k: v for k, v in public(row).items() if k not in hist_keys} == logged
+        for key in hist_keys:
+            kind, name = key.split("/", 1)
+            low, high, numel = (param_steps if kind == "parameters" else grad_steps)[step][name]
+            hist = row[key]
+            assert hist.kind == "histogram" and sorted(hist) == ["_type", "bins", "values"]
+            assert sum(hist["values"]) == numel, (key, step)
+            if low == high:  # a constant tensor: one bin, as wandb makes it
+                assert (hist["values"], hist["bins"]) == ([numel], [low, high]), (key, step)
+            else:
+                assert (len(hist["values"]), len(hist["bins"])) == (64, 65), (key, step)
+                assert (hist["bins"][0], hist["bins"][-1]) == (low, high), (key, step)
+                assert hist["bins"] == sorted(hist["bins"])
+    summary = public(info["summary"])
+    assert summary["train/loss"] == r["rows"][-2]["train/loss"]
+    assert summary["parameters/0.weight"] == dict(rows[11]["parameters/0.weight"])
+    assert summary["gradients/0.bias"] == dict(rows[9]["gradients/0.bias"])
+    assert_finished(info)
+
+
+def check_matplotlib_figures(ctx: Ctx) -> None:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    run_dir = find_run(ctx, r["id"])
+    rows = history_refs(ctx, r["id"])
+    assert [sorted(public(row)) for row in rows] == [["loss", "weights_heatmap"]] * 3 + [
+        ["loss_curve"], ["inputs_outputs"]]
+    assert [row["loss"] for row in rows[:3]] == r["losses"]
+    heatmaps = [row["weights_heatmap"] for row in rows[:3]]
+    for ref in heatmaps:  # pyplot logged directly, its figure holding an image: an Image
+        assert ref.kind == "image-file" and ref["format"] == "png"
+        assert (ref["width"], ref["height"]) == (150, 100) == pixels(ref).shape[1::-1]
+        assert_media_file(ref, run_dir, "images", "png")
+    assert len({ref["sha256"] for ref in heatmaps}) == 3  # the weights changed each epoch
+    for key, name, caption in (("loss_curve", "curve", "training loss"),
+                               ("inputs_outputs", "grid", None)):
+        ref = public(rows[3 if name == "curve" else 4])[key]
+        assert ref.kind == "image-file" and ref.get("caption") == caption
+        assert [ref["width"], ref["height"]] == r["sizes"][name]
+        assert_media_file(ref, run_dir, "images", "png")
+        with PILImage.open(ctx.where / f"{key}.png") as saved:  # fig.savefig() by the script
+            assert (pixels(ref) == np.asarray(saved)).all(), key
+    assert public(info["summary"])["loss_curve"] == dict(rows[3]["loss_curve"])
+    assert_finished(info)
+
+
+def check_weight_histograms(ctx: Ctx) -> None:
+    import numpy as np
+
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    assert info["config"] == r["config"] == {"lr": 0.05, "epochs": 4, "bins": 20}
+    rows = history_refs(ctx, r["id"])
+    assert [row["_step"] for row in rows] == [0, 1, 2, 3]
+
+    def hist(counts: Any, edges: Any) -> dict:
+        return {"_type": "histogram", "values": list(counts), "bins": list(edges)}
+
+    for epoch, (row, logged) in enumerate(zip(rows, r["logged"])):
+        assert sorted(public(row)) == ["epoch", "gradients", "mse", "weights",
+                                       "weights_fixed_range"]
+        assert (row["epoch"], row["mse"]) == (epoch, logged["mse"])
+        counts, edges = np.histogram(logged["w"], bins=20)
+        assert row["weights"] == hist(counts.tolist(), edges.tolist())
+        assert row["weights"].kind == "histogram"
+        assert row["weights_fixed_range"] == hist(logged["counts"], logged["edges"])
+        counts, edges = np.histogram(logged["grad"])
+        assert row["gradients"] == hist(counts.tolist(), edges.tolist())
+    counts, edges = np.histogram(r["logged"][-1]["w"], bins=64)
+    summary = public(info["summary"])
+    assert summary["final_weights"] == hist(counts.tolist(), edges.tolist())
+    assert summary["weights"] == dict(rows[-1]["weights"])
+    assert summary["mse"] == r["logged"][-1]["mse"]
+    assert_finished(info)
+
+
+def check_custom_charts(ctx: Ctx) -> None:
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    run_dir = find_run(ctx, r["id"])
+    rows = history_refs(ctx, r["id"])
+    keys = ["sine", "scatter", "label_counts", "score_hist", "curves"]
+    assert [list(public(row)) for row in rows] == [[f"{k}_table"] for k in keys]
+    charts = info["extra"]["charts"]
+    assert {k: (c["type"], c["title"], c["table_key"]) for k, c in charts.items()} == {
+        "sine": ("line", "sin(x)", "sine_table"),
+        "scatter": ("scatter", "two features", "scatter_table"),
+        "label_counts": ("bar", "labels", "label_counts_table"),
+        "score_hist": ("histogram", "scores", "score_hist_table"),
+        "curves": ("line_series", "two curves", "curves_table")}
+    tables = {k: rows[i][f"{k}_table"] for i, k in enumerate(keys)}
+    for key, ref in tables.items():
+        assert ref.kind == "table-file"
+        assert_media_file(ref, run_dir, "table", "table.parquet")
+        assert set(charts[key]["fields"].values()) <= set(ref["columns"]), key
+        assert public(info["summary"])[f"{key}_table"] == dict(ref)
+    assert charts["sine"]["fields"] == {"x": "x", "y": "y"}
+    assert charts["score_hist"]["fields"] == {"value": "scores"}
+    assert charts["label_counts"]["fields"] == {"label": "label", "value": "value"}
+    assert table_rows(tables["sine"]) == r["line"]
+    assert table_rows(tables["scatter"]) == r["scatter"]
+    assert table_rows(tables["label_counts"]) == r["bar"]
+    assert table_rows(tables["score_hist"]) == r["scores"]
+    assert_finished(info)
+    # line_series: wandb's table is (step, lineKey, lineVal), one row per point
+    curves = tables["curves"]
+    frame = curves.table()
+    points = sorted(zip(frame["step"], frame["lineKey"], frame["lineVal"]))
+    expected = [[x, key, y] for key, ys in zip(["square", "double"], r["ys"])
+                for x, y in zip(r["xs"], ys)]
+    assert points == sorted(tuple(p) for p in expected)
+    assert curves["columns"] == ["step", "lineKey", "lineVal"], curves["columns"]
+    assert table_rows(curves) == expected
+
+
+def check_segmentation_masks(ctx: Ctx) -> None:
+    from mpbackend.media.refs import MediaRef
+
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    run_dir = find_run(ctx, r["id"])
+    rows = history_refs(ctx, r["id"])
+    assert [row["_step"] for row in rows] == [0, 1, 2]
+    labels = r["class_labels"]
+    for i, (row, logged) in enumerate(zip(rows, r["logged"])):
+        assert sorted(public(row)) == ["road_iou", "segmentation"]
+        assert row["road_iou"] == logged["iou"]
+        ref = row["segmentation"]
+        assert ref.kind == "image-file" and ref["caption"] == f"frame {i}"
+        assert (ref["width"], ref["height"]) == (16, 16)
+        assert_media_file(ref, run_dir, "images", "png")
+        assert pixels(ref).tolist() == logged["image"]
+        assert sorted(ref["masks"]) == ["ground_truth", "predictions"]
+        for name, data in (("predictions", logged["prediction"]),
+                           ("ground_truth", logged["truth"])):
+            mask = MediaRef(ref["masks"][name], str(run_dir))
+            assert mask.kind == "mask"
+            assert inside(mask.path, run_dir) and sha256(mask.path) == mask["sha256"]
+            assert pixels(mask).tolist() == data, name
+            assert mask["class_labels"] == labels
+        boxes = ref["boxes"]["predictions"]
+        assert boxes["box_data"] == [logged["box"]]
+        assert boxes["class_labels"] == labels
+    assert public(info["summary"])["segmentation"] == dict(rows[-1]["segmentation"])
+    assert_finished(info)
+
+
+def check_image_batches(ctx: Ctx) -> None:
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    run_dir = find_run(ctx, r["id"])
+    rows = history_refs(ctx, r["id"])
+    assert [sorted(public(row)) for row in rows] == [["epoch", "examples"]] * 3 + [
+        ["grayscale"]]
+    for epoch, (row, logged) in enumerate(zip(rows, r["logged"])):
+        ref = row["examples"]
+        assert row["epoch"] == epoch
+        assert ref.kind == "images/separated"
+        assert (ref["count"], ref["width"], ref["height"], ref["format"]) == (4, 12, 12, "png")
+        assert ref["captions"] == logged["captions"]
+        items = ref.images
+        assert [item["path"] for item in items] == ref["filenames"]
+        for item, caption, digest in zip(items, logged["captions"], logged["digests"]):
+            assert item.kind == "image-file" and item["caption"] == caption
+            assert_media_file(item, run_dir, "images", "png")
+            assert pixel_digest(item) == digest
+    assert rows[0]["examples"]["filenames"] == rows[2]["examples"]["filenames"]  # one file
+    gray = rows[3]["grayscale"]
+    assert gray.kind == "images/separated" and gray["count"] == 2 and "captions" not in gray
+    assert [pixel_digest(item) for item in gray.images] == r["gray_digests"]
+    assert len(media_names(run_dir, "images")) == 4 + 4 + 2  # the same bytes once
+    assert public(info["summary"])["examples"] == dict(rows[2]["examples"])
+    assert_finished(info)
+
+
+def check_audio_video_html(ctx: Ctx) -> None:
+    import wave
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    run_dir = find_run(ctx, r["id"])
+    assert info["config"] == {"sample_rate": 8000, "frames": 6, "fps": 4}
+    rows = history_refs(ctx, r["id"])
+    assert [sorted(public(row)) for row in rows] == [["freq", "tone"]] * 2 + [
+        ["animation"], ["report"]]
+    for row, freq in zip(rows[:2], ["220.0", "440.0"]):
+        assert row["freq"] == float(freq)
+        tone = row["tone"]
+        assert tone.kind == "audio-file" and tone["caption"] == f"{float(freq):.0f} Hz"
+        assert_media_file(tone, run_dir, "audio", "wav")
+        with wave.open(str(tone.path)) as wav:
+            assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate(),
+                    wav.getnframes()) == (1, 2, 8000, r["n_samples"])
+            pcm = np.frombuffer(wav.readframes(50), dtype="<i2") / 32767
+        assert np.abs(pcm - np.array(r["samples"][freq])).max() < 2 / 32767
+    video = rows[2]["animation"]
+    assert video.kind == "video-file" and video["caption"] == "moving square"
+    assert_media_file(video, run_dir, "videos", "gif")
+    frames = np.array(r["frames"], dtype=np.uint8).transpose(0, 2, 3, 1)
+    with PILImage.open(video.path) as gif:
+        assert (gif.format, gif.n_frames, gif.size) == ("GIF", 6, (24, 16))
+        for i in range(6):
+            gif.seek(i)
+            assert gif.info["duration"] == 250  # fps=4
+            assert (np.asarray(gif.convert("RGB")) == frames[i]).all(), i
+    report = rows[3]["report"]
+    assert report.kind == "html-file"
+    assert_media_file(report, run_dir, "html", "html")
+    assert r["html"] in report.read().decode()
+    summary = public(info["summary"])
+    assert summary["tone"] == dict(rows[1]["tone"]) and summary["freq"] == 440.0
+    assert_finished(info)
+
+
+def check_dataframe_table(ctx: Ctx) -> None:
+    built, read = ctx.result["built"], ctx.result["read"]
+    columns = ["city", "population_m", "coastal", "year", "density_index"]
+    assert built["columns"] == read["columns"] == columns
+    assert [row[4] for row in built["data"]] == built["density"]
+    assert [row[1] for row in built["data"]] == built["populations"]
+    info, _ = load(ctx, built["id"])
+    run_dir = find_run(ctx, built["id"])
+    assert info["job_type"] == "build-table"
+    rows = history_refs(ctx, built["id"])
+    assert [list(public(row)) for row in rows] == [["cities"]]
+    ref = rows[0]["cities"]
+    assert ref.kind == "table-file" and (ref["nrows"], ref["ncols"]) == (6, 5)
+    assert ref["columns"] == columns
+    assert_media_file(ref, run_dir, "table", "table.parquet")
+    frame = ref.table()
+    assert list(frame.columns) == columns and frame.values.tolist() == built["data"]
+    assert frame["coastal"].tolist() == [True, True, False, False, False, True]
+    assert public(info["summary"]) == {"total_population_m": 27.3, "cities": dict(ref)}
+    assert_finished(info)
+    logged = api_run(ctx, built["id"]).logged_artifacts()
+    assert [(a.name, a.type) for a in logged] == [("city-stats:v0", "dataset")]
+    assert [f.path for f in logged[0].files()][0].startswith("cities.table.")
+    info, rows = load(ctx, read["id"])
+    assert info["job_type"] == "analysis"
+    assert [a.name for a in api_run(ctx, read["id"]).used_artifacts()] == ["city-stats:v0"]
+    assert read["data"] == built["data"] and read["big"] == ["Lima", "Pune"]
+    assert_rows(rows, [{"n_big_cities": 2}])
+    assert_finished(info)
+
+
+def check_summary_media(ctx: Ctx) -> None:
+    import json
+
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    run_dir = find_run(ctx, r["id"])
+    rows = history_refs(ctx, r["id"])
+    errors = [row["recon_error"] for row in rows[:4]]
+    assert [public(row) for row in rows[:4]] == [{"epoch": e, "recon_error": v}
+                                                 for e, v in enumerate(errors)]
+    assert min(errors) == r["best_err"] and errors.index(min(errors)) == r["best"]["epoch"]
+    assert [list(public(row)) for row in rows[4:]] == [["point_cloud"], ["labelled_cloud"]]
+    summary = api_run(ctx, r["id"]).summary
+    best = summary["best_image"]
+    assert best.kind == "image-file" and best["caption"] == f"epoch {r['best']['epoch']}"
+    assert_media_file(best, run_dir, "images", "png")
+    assert pixel_digest(best) == r["best"]["digest"]
+    assert summary["best_epoch"] == r["best"]["epoch"]
+    assert (summary["epoch"], summary["recon_error"]) == (3, errors[-1])
+    for key, points in (("point_cloud", r["cloud"]),
+                        ("labelled_cloud", [p + [c] for p, c in zip(r["cloud"], r["labels"])])):
+        ref = public(rows[4 if key == "point_cloud" else 5])[key]
+        assert ref.kind == "object3D-file"
+        assert_media_file(ref, run_dir, "object3D", "pts.json")
+        assert json.loads(ref.read()) == points
+        assert dict(summary[key]) == dict(ref)
+    assert_finished(info)
+
+
+def check_dataloader_media(ctx: Ctx) -> None:
+    r = ctx.result
+    info, _ = load(ctx, r["id"])
+    run_dir = find_run(ctx, r["id"])
+    assert info["config"] == {"n": 16, "batch_size": 4, "num_workers": 2}
+    rows = history_refs(ctx, r["id"])
+    assert [row["_step"] for row in rows] == list(range(8))  # 4 batches + 4 samples
+    losses = [row["loss"] for row in rows if "loss" in row]
+    assert losses == r["losses"]
+    samples = [row for row in rows if "samples" in row]
+    assert all(sorted(public(row)) == ["samples", "worker"] for row in samples)
+    assert sorted(row["samples"]["caption"] for row in samples) == sorted(r["expected"])
+    assert {row["worker"] for row in samples} <= {0, 1}
+    for row in samples:
+        ref = row["samples"]
+        assert ref.kind == "image-file" and (ref["width"], ref["height"]) == (8, 8)
+        assert_media_file(ref, run_dir, "images", "png")
+        assert pixel_digest(ref) == r["expected"][ref["caption"]]
+    assert len(media_names(run_dir, "images")) == 4
+    summary = public(info["summary"])
+    assert summary["loss"] == r["losses"][-1]
+    assert summary["samples"]["caption"] in r["expected"]
+    assert_finished(info)
+
+
+def check_log_use_model(ctx: Ctx) -> None:
+    import numpy as np
+
+    r = ctx.result
+    train, rows = load(ctx, r["train_id"])
+    assert (train["job_type"], train["config"]) == ("train", {"alpha": 0.1})
+    assert [list(public(row)) for row in rows] == [["train_mse"]]
+    assert_finished(train)
+    evaluate, rows = load(ctx, r["eval_id"])
+    assert_rows(rows, [{"test_mse": r["test_mse"]}])
+    assert public(evaluate["summary"]) == {"test_mse": r["test_mse"],
+                                           "model_path_name": "ridge.npy"}
+    assert_finished(evaluate)
+    logged = api_run(ctx, r["train_id"]).logged_artifacts()
+    assert [(a.name, a.type) for a in logged] == [("ridge-regressor:v0", "model")]
+    assert sorted(logged[0].aliases) == ["candidate", "latest", "staging"]
+    assert [(f.path, f.digest) for f in logged[0].files()] == [("ridge.npy", r["digest"])]
+    used = api_run(ctx, r["eval_id"]).used_artifacts()
+    assert [a.name for a in used] == ["ridge-regressor:v0"]
+    assert r["loaded"] == r["w"]
+    weights = np.load(downloaded(ctx, used[0], "model") / "ridge.npy")
+    assert weights.tolist() == r["w"]
+    # use_model() downloads to wandb's default root, ./artifacts/<name>:<version>
+    expected = os.path.join(os.path.realpath(ctx.where), "artifacts", "ridge-regressor:v0",
+                            "ridge.npy")
+    assert os.path.realpath(r["model_path"]) == expected, r["model_path"]
+    # Artifact.files() lists wandb's File objects, named by their path in the artifact
+    assert [f.name for f in logged[0].files()] == ["ridge.npy"]
+
+
 # -- the table ------------------------------------------------------------------------
 
 @dataclass
@@ -457,6 +1034,21 @@ CASES = [
     Case("run_identity.py", check_run_identity),
     Case("dataloader_workers.py", check_dataloader_workers),
     Case("default_names.py", check_default_names, subdir="vision-lab", setup=git_repo),
+    Case("prediction_table.py", check_prediction_table),
+    Case("sklearn_plots.py", check_sklearn_plots),
+    Case("dataset_artifact.py", check_dataset_artifact),
+    Case("model_checkpoints.py", check_model_checkpoints),
+    Case("watch_model.py", check_watch_model),
+    Case("matplotlib_figures.py", check_matplotlib_figures),
+    Case("weight_histograms.py", check_weight_histograms),
+    Case("custom_charts.py", check_custom_charts),
+    Case("segmentation_masks.py", check_segmentation_masks),
+    Case("image_batches.py", check_image_batches),
+    Case("audio_video_html.py", check_audio_video_html),
+    Case("dataframe_table.py", check_dataframe_table),
+    Case("summary_media.py", check_summary_media),
+    Case("dataloader_media.py", check_dataloader_media),
+    Case("log_use_model.py", check_log_use_model),
 ]
 
 
@@ -501,7 +1093,7 @@ def test_every_script_is_in_the_table_and_is_a_wandb_script():
     import changed: ``import wandb`` nowhere, ``import mpbackend as wandb`` once."""
     scripts = sorted(p.name for p in CORPUS.glob("*.py"))
     assert scripts == sorted(c.script for c in CASES)
-    assert len(scripts) >= 22
+    assert len(scripts) >= 39
     for name in scripts:
         text = (CORPUS / name).read_text()
         assert text.count("import mpbackend as wandb\n") == 1, name

@@ -235,7 +235,8 @@ def test_charts_are_a_table_and_a_description(rundir):
     row = api_run.history(pandas=False)[0]
     assert "line" not in row and row["line_table"].table()["y"].tolist() == [0, 1, 4, 9, 16]
     series = row["series_table"].table()
-    assert series.values.tolist()[:3] == [["up", 1, 0], ["up", 2, 1], ["up", 3, 2]]
+    assert list(series.columns) == ["step", "lineKey", "lineVal"]  # wandb's order
+    assert series.values.tolist()[:3] == [[0, "up", 1], [1, "up", 2], [2, "up", 3]]
     cm = row["cm_table"].table()
     counts = {(a, p): n for a, p, n in cm.values.tolist()}
     assert counts[("b", "c")] == 1 and counts[("c", "c")] == 1 and counts[("a", "a")] == 1
@@ -243,6 +244,8 @@ def test_charts_are_a_table_and_a_description(rundir):
 
 
 def test_pr_and_roc_curves_match_scikit_learn(rundir):
+    """The points wandb stores: ROC as sklearn's roc_curve (corners only), PR at 21
+    recall points from 1 to 0 with interpolated precision, both rounded to 3."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     rng = np.random.default_rng(4)
@@ -251,20 +254,24 @@ def test_pr_and_roc_curves_match_scikit_learn(rundir):
     probas = np.stack([1 - scores, scores], axis=1)
     run = mpbackend.init(project="media")
     run.log({"pr": mpbackend.plot.pr_curve(y, probas, labels=["neg", "pos"]),
-             "roc": mpbackend.plot.roc_curve(y, probas, labels=["neg", "pos"])})
+             "roc": mpbackend.plot.roc_curve(y, probas),
+             "one": mpbackend.plot.roc_curve(y, probas, classes_to_plot=[1])})
     run.finish()
     row = _api_run(run).history(pandas=False)[0]
     roc = row["roc_table"].table()
-    pos = roc[roc["class"] == "pos"]
-    fpr, tpr, _ = roc_curve(y, scores, drop_intermediate=False)
-    assert np.allclose(pos["fpr"], np.round(fpr, 4))
-    assert np.allclose(pos["tpr"], np.round(tpr, 4))
+    assert sorted(set(roc["class"])) == [0, 1]  # the classes themselves, with no labels
+    pos = roc[roc["class"] == 1]
+    fpr, tpr, _ = roc_curve(y, scores)
+    assert pos["fpr"].tolist() == fpr.round(3).tolist()
+    assert pos["tpr"].tolist() == tpr.round(3).tolist()
+    assert set(row["one_table"].table()["class"]) == {1}
     pr = row["pr_table"].table()
     pos = pr[pr["class"] == "pos"]
     precision, recall, _ = precision_recall_curve(y, scores)
-    for r, p in zip(pos["recall"], pos["precision"]):
-        best = precision[recall >= r - 1e-9].max()  # interpolated precision
-        assert abs(best - p) < 1e-3
+    grid = np.linspace(0, 1, 21)[::-1]
+    assert pos["recall"].tolist() == grid.round(3).tolist()
+    best = [precision[recall >= r - 1e-12].max() for r in grid]
+    assert pos["precision"].tolist() == np.round(best, 3).tolist()
 
 
 def test_bad_media_fail_at_the_call_and_lose_nothing(rundir, tmp_path):

@@ -74,7 +74,7 @@ class Model:
         self.step_values: dict[str, Any] = {}  # each step metric's last numeric value
         self.defs: dict[str, dict[str, Any]] = {}
         self.tree: dict[str, Any] = {}  # the summary, as written in order
-        self.explicit: set[str] = set()  # keys set on the summary: stored plain after
+        self.explicit: set[str] = set()  # keys set on the summary while defined: plain after
         self.config = dict(config)
 
     # -- history --
@@ -112,18 +112,23 @@ class Model:
         for x in metrics:
             if x in row and type(row[x]) in (int, float):  # NaN too
                 self.step_values[x] = row[x]
+        filled = set()
         for key in list(data):
             d = self.resolve(key)
             x = d and d.get("step_metric")
             if x and d.get("step_sync") and x not in row:
                 row[x] = self.step_values.get(x, 0)
+                filled.add(x)
         for key, value in row.items():
             self.values.setdefault(key, []).append(value)
         for key, value in row.items():
-            d = None if key in self.explicit else self.resolve(key)
+            # Plain: a key set on the summary while a definition applied to it, and a
+            # step metric filled in by a glob's definition (its own definition shapes it).
+            plain = key in self.explicit or (key in filled and key not in self.defs)
+            d = None if plain else self.resolve(key)
             if value is None and not (d and d["ops"]):
                 continue  # a None leaves the summary as it was, unless ops are defined
-            shaped = value if key in self.explicit else self.shaped(key, value)
+            shaped = value if plain else self.shaped(key, value)
             if shaped is not _LEFT_OUT:
                 self.tree[key] = shaped
         self.tree["_step"] = self.step
@@ -264,7 +269,9 @@ def _apply(run: mpbackend.Run, model: Model, op: tuple) -> None:
         _, key, value = op
         run.summary[key] = value
         model.tree[key] = None if value != value else value  # a NaN set is stored as null
-        model.explicit.add(key)
+        d = model.resolve(key)
+        if d and d["ops"] and (key in model.defs or key in model.values):
+            model.explicit.add(key)  # a definition applies already: plain from now on
     elif kind == "delete":
         _, key = op
         if key in model.summary():

@@ -280,3 +280,66 @@ def test_a_key_set_on_the_summary_is_stored_plain_from_then_on(rundir):
     run.log({"acc": 0.3, "other": 0.3})
     run.finish()
     assert _stored(run)[0] == {"acc": 0.3, "other": {"max": 0.5}}
+
+
+def test_a_summary_set_before_any_definition_applies_leaves_the_key_to_be_shaped(rundir):
+    """wandb makes a key plain only when a definition already applies at the set: one
+    defined after the set (or a glob that has not matched the key yet) shapes it."""
+    run = mpbackend.init(project="rules")
+    run.summary["a"] = -3
+    run.define_metric("*", summary="mean")
+    run.log({"a": 7})
+    run.summary["b"] = 1
+    run.define_metric("b", summary="max")
+    run.log({"b": 0.3})
+    run.finish()
+    assert _stored(run)[0] == {"a": {"mean": 7}, "b": {"max": 0.3}}
+
+
+def test_a_literal_dotted_key_is_its_own_summary_key_and_merges_as_one(rundir):
+    """``"n.a"`` logged as a key is not ``n -> a``: the summary keeps both, and merged
+    into a pending ``{"n": {...}}`` it replaces no nested key (found by the
+    differential test, seeds 1004 and 1032)."""
+    run = mpbackend.init(project="rules")
+    run.log({"n": {"a": -1}})
+    run.log({"n.a": 3})
+    run.log({"m": {"a": -1, "b": {"c": 0}}}, step=8)
+    run.log({"x": 0})
+    run.finish()
+    summary, rows = _stored(run)
+    assert summary == {"n": {"a": -1}, "n.a": 3, "m": {"a": -1, "b": {"c": 0}}, "x": 0}
+    assert rows[2] == {"_step": 8, "m.a": -1, "m.b.c": 0, "x": 0}
+    run = mpbackend.init(project="rules")
+    run.log({"n": {"a": -1, "b": {"c": 0}}}, step=8)
+    run.log({"z.q": 0})
+    run.finish()
+    summary, rows = _stored(run)
+    assert rows == [{"_step": 8, "n.a": -1, "n.b.c": 0, "z.q": 0}]
+    assert summary == {"n": {"a": -1, "b": {"c": 0}}, "z.q": 0}
+
+
+def test_a_step_metric_filled_by_a_glob_is_summarized_plain(rundir):
+    """wandb applies a glob's summary ops to logged values, not to the step metric it
+    fills in (seeds 1008, 1038); the step metric's own definition still shapes it."""
+    run = mpbackend.init(project="rules")
+    run.define_metric("*", step_metric="epoch", summary="last")
+    run.log({"loss": 1.0})
+    run.finish()
+    assert _stored(run)[0] == {"loss": {"last": 1.0}, "epoch": 0}
+    run = mpbackend.init(project="rules")
+    run.define_metric("epoch", summary="max")
+    run.define_metric("*", step_metric="epoch")
+    run.log({"loss": 1.0})
+    run.finish()
+    assert _stored(run)[0] == {"loss": 1.0, "epoch": {"max": 0}}
+
+
+def test_a_key_that_turns_into_a_dict_starts_its_aggregates_again(rundir):
+    """wandb's aggregates of ``k`` restart once ``k`` is logged as a dict (seed 1040)."""
+    run = mpbackend.init(project="rules")
+    run.define_metric("val/*", summary="first,max")
+    run.log({"val/loss": 5})
+    run.log({"val/loss": {"a": 1}})
+    run.log({"val/loss": 2})
+    run.finish()
+    assert _stored(run)[0]["val/loss"] == {"first": 2, "max": 2}

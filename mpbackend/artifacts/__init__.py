@@ -12,7 +12,9 @@ Where it sits in the picture:
 
 ``artifact`` is the user's object; ``registry`` is the layout on disk, written
 under a lock by the service and read by anyone. It imports ``shared``, ``store``
-(content-addressed files) and ``media`` (``Artifact.add(table)``) only.
+(content-addressed files), ``media`` (``Artifact.add(table)``) and the readers
+(``logged_by()`` and ``used_by()`` give ``ApiRun``s), never the user side or the
+service.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ class ArtifactManifestEntry:
     def __init__(self, artifact: Artifact, path: str, entry: dict[str, Any]) -> None:
         self._artifact = artifact
         self.path = path
+        self.name = path  # wandb's File.name, for Artifact.files()
         self.digest: str | None = entry.get("sha256")
         self.size: int | None = entry.get("size")
         self.ref: str | None = entry.get("ref")
@@ -345,15 +346,19 @@ class Artifact:
         return target
 
     def _default_root(self) -> str:
+        """``<ARTIFACT_DIR or ./artifacts>/<name>:v<N>``, as wandb downloads on Linux."""
         if self._download_root is None:
-            self._download_root = os.path.join(".", "artifacts", self.name.replace(":", "-"))
+            from ..shared import environ
+
+            base = environ.value("ARTIFACT_DIR") or os.path.join(".", "artifacts")
+            self._download_root = os.path.abspath(os.path.join(base, self.name))
         return self._download_root
 
     def download(self, root: str | None = None, allow_missing_references: bool = False,
                  skip_cache: bool | None = None, path_prefix: str | None = None,
                  multipart: bool | None = None) -> str:
         """Copy every file (under ``path_prefix``) to ``root`` (default
-        ``./artifacts/<name>-v<N>``); the directory."""
+        ``./artifacts/<name>:v<N>``, or under ``WANDB_ARTIFACT_DIR``); the directory."""
         root = os.path.abspath(root or self._default_root())
         for path, entry in self._files().items():
             if path_prefix and not path.startswith(path_prefix):
@@ -386,15 +391,21 @@ class Artifact:
                 return Table(dataframe=frame, allow_mixed_types=True)
         raise KeyError(f"artifact {self.name!r} has no table {name!r}")
 
-    def logged_by(self) -> str | None:
-        """The id of the run that logged this version."""
-        return self._logged().get("logged_by")
+    def logged_by(self) -> Any:
+        """The run that logged this version (an ``ApiRun``, as wandb's public Run), or
+        None if it is no longer stored."""
+        run_id = self._logged().get("logged_by")
+        assert self._project_dir is not None
+        return _api_run(os.path.join(self._project_dir, str(run_id)))
 
-    def used_by(self) -> list[dict[str, Any]]:
-        """The runs that used this version (``{"id", "project"}`` each)."""
+    def used_by(self) -> list[Any]:
+        """The runs that used this version (``ApiRun`` each, those still stored)."""
         manifest = self._logged()
         assert self._project_dir is not None
-        return registry.used_by(self._project_dir, self._name, manifest["version"])
+        store_dir = os.path.dirname(self._project_dir)
+        runs = [_api_run(os.path.join(store_dir, str(u.get("project")), str(u.get("id"))))
+                for u in registry.used_by(self._project_dir, self._name, manifest["version"])]
+        return [r for r in runs if r is not None]
 
     def save(self) -> None:
         """Log this artifact to the current run (as wandb's ``save`` of a draft)."""
@@ -410,6 +421,17 @@ class Artifact:
 
     def __repr__(self) -> str:
         return f"<Artifact {self.qualified_name} ({self.type}, {self.state})>"
+
+
+def _api_run(run_dir: str) -> Any:
+    """The stored run in ``run_dir`` as the readers give it, or None."""
+    from ..read.api import ApiRun  # lineage reads runs back: the readers' job
+    from ..shared.errors import StoreError
+
+    try:
+        return ApiRun(run_dir)
+    except (StoreError, OSError):
+        return None
 
 
 def _cell(value: Any) -> Any:

@@ -179,7 +179,7 @@ def _wav(meta: dict[str, Any], data: bytes) -> bytes:
     """float32 samples in [-1, 1] as a 16-bit PCM WAV file."""
     import numpy as np  # the caller made the samples with it
 
-    pcm = (np.clip(np.frombuffer(data, dtype=np.float32), -1, 1) * 32767).astype("<i2")
+    pcm = np.rint(np.clip(np.frombuffer(data, dtype=np.float32), -1, 1) * 32767).astype("<i2")
     buf = io.BytesIO()
     with wave.open(buf, "wb") as out:
         out.setnchannels(int(meta.get("channels", 1)))

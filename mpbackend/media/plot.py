@@ -72,7 +72,8 @@ def line_series(xs: Iterable[Any], ys: Iterable[Iterable[Any]],
                 split_table: bool = False) -> Chart:
     """Several lines: ``ys[i]`` over ``xs`` (or over ``xs[i]``), named by ``keys``.
 
-    The table is wandb's: columns ``lineKey``, ``lineVal``, ``step``."""
+    The table is wandb's: columns ``step``, ``lineKey``, ``lineVal``; unnamed lines are
+    ``line_0``, ``line_1``, ..."""
     y_lists: list[list[Any]] = [list(y) for y in ys]
     x_all = list(xs)
     xs_each: list[list[Any]]
@@ -83,26 +84,18 @@ def line_series(xs: Iterable[Any], ys: Iterable[Iterable[Any]],
     n = len(y_lists)
     if len(xs_each) != n:
         raise ValueError(f"plot.line_series(): {len(xs_each)} x series for {n} y series")
-    names = [str(k) for k in keys] if keys is not None else [f"key_{i}" for i in range(n)]
+    names = [str(k) for k in keys] if keys is not None else [f"line_{i}" for i in range(n)]
     if len(names) != n:
         raise ValueError(f"plot.line_series(): {len(names)} keys for {n} series")
-    table = Table(columns=["lineKey", "lineVal", "step"])
+    table = Table(columns=["step", "lineKey", "lineVal"])
     for name, x_values, y_values in zip(names, xs_each, y_lists):
         if len(x_values) != len(y_values):
             raise ValueError(f"plot.line_series(): series {name!r} has {len(x_values)} x "
                              f"and {len(y_values)} y values")
         for xv, yv in zip(x_values, y_values):
-            table.add_data(name, yv, xv)
+            table.add_data(xv, name, yv)
     return Chart("line_series", table, {"x": "step", "y": "lineVal", "stroke": "lineKey"},
                  title, xname=xname)
-
-
-def _labels_of(y_true: Sequence[Any], labels: Sequence[str] | None, n: int) -> list[str]:
-    if labels is not None:
-        if len(labels) < n:
-            raise ValueError(f"{len(labels)} labels for {n} classes")
-        return [str(label) for label in labels]
-    return [str(i) for i in range(n)]
 
 
 def confusion_matrix(probs: Sequence[Sequence[float]] | None = None,
@@ -144,74 +137,78 @@ def confusion_matrix(probs: Sequence[Sequence[float]] | None = None,
 
 
 def _curves(y_true: Any, y_probas: Any, labels: Sequence[str] | None,
-            classes_to_plot: Sequence[Any] | None, what: str) -> list[tuple[str, Any, Any]]:
-    """Per class to plot: its name, whether each sample is of it, the scores for it."""
+            classes_to_plot: Sequence[Any] | None, what: str) -> list[tuple[Any, Any, Any]]:
+    """Per class to plot (as wandb: each class in y_true, an index into the columns of
+    y_probas): its label (``labels[c]``, else the class itself), whether each sample
+    is of it, the scores for it."""
+    np = need("numpy", "media", what)
     if y_true is None or y_probas is None:
         raise ValueError(f"{what}: y_true and y_probas are needed")
     truth = as_numpy(y_true).ravel()
     probas = as_numpy(y_probas)
     if probas.ndim == 1:
-        probas = probas[:, None]
+        probas = np.stack([1 - probas, probas], axis=1)
     if probas.shape[0] != truth.shape[0]:
         raise ValueError(f"{what}: {truth.shape[0]} y_true for {probas.shape[0]} rows of y_probas")
-    n = probas.shape[1]
-    classes = list(range(n)) if n > 1 else [1]
-    names = _labels_of(truth, labels, n) if labels is not None else [str(c) for c in classes]
-    wanted = list(classes_to_plot) if classes_to_plot is not None else classes
     out = []
-    for i, cls in enumerate(classes):
-        if cls not in wanted:
+    for cls in np.unique(truth).tolist():
+        if classes_to_plot is not None and cls not in classes_to_plot:
             continue
-        out.append((names[i] if i < len(names) else str(cls), truth == cls, probas[:, i]))
+        if not isinstance(cls, int) or not 0 <= cls < probas.shape[1]:
+            raise ValueError(f"{what}: class {cls!r} of y_true is not a column of y_probas "
+                             f"({probas.shape[1]} columns)")
+        label = str(labels[cls]) if labels is not None and cls < len(labels) else cls
+        out.append((label, truth == cls, probas[:, cls]))
     return out
 
 
-def _sweep(positive: Any, scores: Any) -> tuple[Any, Any, int, int]:
-    """Cumulative true and false positives with the threshold at each distinct score."""
+def _sweep(positive: Any, scores: Any) -> tuple[Any, Any]:
+    """Cumulative true and false positives with the threshold at each distinct score,
+    from the highest score down."""
     np = need("numpy", "media", "a curve")
     order = np.argsort(-scores, kind="mergesort")
     scores, positive = scores[order], positive[order]
     last = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
-    tp = np.cumsum(positive)[last]
-    fp = np.cumsum(~positive)[last]
-    return tp, fp, int(positive.sum()), int((~positive).sum())
+    return np.cumsum(positive)[last], np.cumsum(~positive)[last]
 
 
 def pr_curve(y_true: Any = None, y_probas: Any = None, labels: list[str] | None = None,
              classes_to_plot: list[Any] | None = None, interp_size: int = 21,
              title: str = "Precision-Recall Curve", split_table: bool = False) -> Chart:
-    """Precision over recall for each class, at ``interp_size`` recall points
-    (interpolated precision: the best precision at that recall or more)."""
+    """Precision over recall for each class, as wandb stores it: ``interp_size``
+    recall points from 1 down to 0, each with the interpolated precision (the best
+    precision at that recall or more; 1 at recall 0), rounded to 3 places."""
     np = need("numpy", "media", "plot.pr_curve()")
     table = Table(columns=["class", "precision", "recall"])
-    grid = np.linspace(0, 1, interp_size)
-    for name, positive, scores in _curves(y_true, y_probas, labels, classes_to_plot,
-                                          "plot.pr_curve()"):
-        tp, fp, npos, _ = _sweep(positive, scores)
-        if not npos:
+    grid = np.linspace(0, 1, interp_size)[::-1]
+    for label, positive, scores in _curves(y_true, y_probas, labels, classes_to_plot,
+                                           "plot.pr_curve()"):
+        tp, fp = _sweep(positive, scores)
+        if not tp[-1]:
             continue
-        precision = tp / np.maximum(tp + fp, 1)
-        recall = tp / npos
+        precision = np.r_[1.0, tp / np.maximum(tp + fp, 1)]
+        recall = np.r_[0.0, tp / tp[-1]]
         for r in grid:
-            reached = precision[recall >= r]
-            table.add_data(name, round(float(reached.max()) if reached.size else 0.0, 3),
-                           round(float(r), 3))
+            best = precision[recall >= r - 1e-12].max()
+            table.add_data(label, round(float(best), 3), round(float(r), 3))
     return Chart("pr_curve", table, {"x": "recall", "y": "precision", "stroke": "class"}, title)
 
 
 def roc_curve(y_true: Any = None, y_probas: Any = None, labels: list[str] | None = None,
               classes_to_plot: list[Any] | None = None, title: str = "ROC Curve",
               split_table: bool = False) -> Chart:
-    """True positive rate over false positive rate for each class."""
+    """True positive rate over false positive rate for each class, as wandb stores it:
+    the curve's corners only (a point on a straight run between two others is left
+    out), from (0, 0), rounded to 3 places."""
     np = need("numpy", "media", "plot.roc_curve()")
     table = Table(columns=["class", "fpr", "tpr"])
-    for name, positive, scores in _curves(y_true, y_probas, labels, classes_to_plot,
-                                          "plot.roc_curve()"):
-        tp, fp, npos, nneg = _sweep(positive, scores)
-        if not npos or not nneg:
+    for label, positive, scores in _curves(y_true, y_probas, labels, classes_to_plot,
+                                           "plot.roc_curve()"):
+        tp, fp = _sweep(positive, scores)
+        if not tp[-1] or not fp[-1]:
             continue
-        fpr = np.r_[0.0, fp / nneg]
-        tpr = np.r_[0.0, tp / npos]
-        for f, t in zip(fpr.tolist(), tpr.tolist()):
-            table.add_data(name, round(f, 4), round(t, 4))
+        corners = np.r_[True, np.logical_or(np.diff(fp, 2), np.diff(tp, 2)), True]
+        tp, fp = np.r_[0, tp[corners]], np.r_[0, fp[corners]]
+        for f, t in zip((fp / fp[-1]).round(3).tolist(), (tp / tp[-1]).round(3).tolist()):
+            table.add_data(label, f, t)
     return Chart("roc_curve", table, {"x": "fpr", "y": "tpr", "stroke": "class"}, title)

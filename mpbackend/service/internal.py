@@ -516,6 +516,8 @@ class Internal:
         metrics = self.metrics
         filled: set[str] | frozenset[str] = frozenset()
         if metrics.defs:
+            if metrics.aggregates:
+                self._reshaped(row, paths)
             filled = metrics.sync_steps(row)
             metrics.observe(row)
         self.last.update(row)
@@ -528,6 +530,21 @@ class Internal:
                 row["_worker"] = worker
         self.writer.append(self.step, row)
         self.step += 1
+
+    def _reshaped(self, row: dict[str, Any], paths: dict[str, tuple[str, ...]]) -> None:
+        """A key logged as a dict after values (or as a value after a dict) starts its
+        aggregates again, as wandb's do: ``{"k": {"a": 1}}`` drops ``k``'s, and
+        ``{"k": 1}`` after ``{"k": {"a": ..}}`` drops ``k.a``'s."""
+        aggregates = self.metrics.aggregates
+        for path in paths.values():
+            for i in range(1, len(path)):
+                aggregates.pop(".".join(path[:i]), None)
+        tree = self.tree
+        for key in row:
+            if key not in paths and type(tree.get(key)) is dict and key not in aggregates:
+                prefix = key + "."
+                for name in [k for k in aggregates if k.startswith(prefix)]:
+                    del aggregates[name]
 
     def _commit_pending(self, pid: int, empty: bool = False) -> None:
         """Commit ``pid``'s pending row; an empty one only if ``empty`` (a log() call

@@ -35,6 +35,8 @@ TABLE: tuple[tuple[str, str], ...] = (
     ("CONFIG_PATHS", "comma-separated JSON (or YAML, with PyYAML) files loaded into the "
                      "config before init(config=)"),
     ("SAVE_CODE", "init(save_code=): copy the script to the run's files (1, true, yes)"),
+    ("ARTIFACT_DIR", "where Artifact.download() puts a version by default "
+                     "(<ARTIFACT_DIR>/<name>:v<N>; default ./artifacts)"),
 )
 TRUE = ("1", "true", "yes", "on")
 

@@ -20,6 +20,7 @@ from ..artifacts.artifact import Artifact, from_manifest
 from ..shared import messages as m
 from ..shared.errors import UsageError
 from ..shared.paths import check_name
+from .values import convert_item
 
 if TYPE_CHECKING:
     from .run import Run
@@ -67,6 +68,9 @@ def log_artifact(run: Run, artifact_or_path: Any, name: str | None = None,
         raise ValueError(f"artifact {artifact.name!r} has no files; add some before logging")
     client_id = uuid.uuid4().hex
     spec = artifact._spec(aliases)
+    # The metadata as any value is sent: plain data (TypeError at this call if not).
+    spec["metadata"] = convert_item("log_artifact()", "metadata", spec["metadata"],
+                                    run._max_array)
     run._send_record((m.ARTIFACT, run.id, client_id, spec), spec, "log_artifact()")
     artifact._aliases = ["latest", *aliases]
     artifact.project = run.project

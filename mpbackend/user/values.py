@@ -24,7 +24,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from .interface import dumps
+from .interface import dumps_plain
 
 # Types the fast path of log() lets through without a look inside.
 PLAIN = frozenset({float, int, str, bool, type(None)})
@@ -292,13 +292,14 @@ def normalize(data: Any, limit: int, media: list | None = None) -> dict[str, Any
 
 
 def serialise(record: tuple, data: Mapping[str, Any], what: str) -> bytes:
-    """dumps() a record, naming the key whose value cannot be sent."""
+    """Pickle a record of converted (plain) values, naming the key whose value
+    cannot be sent (``interface.dumps_plain``)."""
     try:
-        return dumps(record)
+        return dumps_plain(record)
     except TypeError:
         for key, value in data.items():
             try:
-                dumps(value)
+                dumps_plain(value)
             except TypeError as exc:
                 raise TypeError(f"{what}: the value of {key!r} cannot be sent: {exc}") from None
         raise

@@ -343,3 +343,14 @@ def test_a_key_that_turns_into_a_dict_starts_its_aggregates_again(rundir):
     run.log({"val/loss": 2})
     run.finish()
     assert _stored(run)[0]["val/loss"] == {"first": 2, "max": 2}
+
+
+def test_a_definition_after_the_change_reads_back_only_values_after_it(rundir):
+    run = mpbackend.init(project="rules")
+    run.log({"val/loss": [1, 3]})
+    run.define_metric("val/*", summary="first")
+    run.log({"val/loss": {"a": 5}})
+    run.define_metric("acc", summary="max")  # a definition later: nothing read back
+    run.log({"val/loss": -0.22})
+    run.finish()
+    assert _stored(run)[0]["val/loss"] == {"first": -0.22}

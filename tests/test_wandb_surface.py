@@ -303,8 +303,9 @@ def test_save_restore_log_code_alert_and_preempting(rundir, tmp_path, monkeypatc
     run.save("ckpt/a.pt", base_path=".", policy="end")
     (tmp_path / "ckpt" / "a.pt").write_text("v2")  # "live" and "end": copied again at the end
     (tmp_path / "notes.txt").write_text("later")  # "now": not
-    code = run.log_code("src")
-    assert [os.path.basename(p) for p in code] == ["model.py"]
+    code = run.log_code("src")  # as wandb: an artifact of type code
+    assert code.wait().type == "code" and [f.name for f in code.files()] == ["model.py"]
+    assert code.name.startswith(f"source-{run.project}-") and code.version == "v0"
     with pytest.raises(ValueError, match="policy"):
         run.save("notes.txt", policy="sometimes")
     with pytest.raises(ValueError, match="leaves"):

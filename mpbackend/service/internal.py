@@ -535,16 +535,20 @@ class Internal:
         """A key logged as a dict after values (or as a value after a dict) starts its
         aggregates again, as wandb's do: ``{"k": {"a": 1}}`` drops ``k``'s, and
         ``{"k": 1}`` after ``{"k": {"a": ..}}`` drops ``k.a``'s."""
+        # Emptied, not removed: a later define_metric must not read the values from
+        # before the change back from the store.
         aggregates = self.metrics.aggregates
         for path in paths.values():
             for i in range(1, len(path)):
-                aggregates.pop(".".join(path[:i]), None)
+                name = ".".join(path[:i])
+                if name in aggregates:
+                    aggregates[name] = new_aggregate()
         tree = self.tree
         for key in row:
             if key not in paths and type(tree.get(key)) is dict and key not in aggregates:
                 prefix = key + "."
                 for name in [k for k in aggregates if k.startswith(prefix)]:
-                    del aggregates[name]
+                    aggregates[name] = new_aggregate()
 
     def _commit_pending(self, pid: int, empty: bool = False) -> None:
         """Commit ``pid``'s pending row; an empty one only if ``empty`` (a log() call

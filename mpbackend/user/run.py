@@ -237,14 +237,18 @@ class Run:
 
     def log_code(self, root: str | None = ".", name: str | None = None,
                  include_fn: Callable[..., bool] | None = None,
-                 exclude_fn: Callable[..., bool] | None = None) -> list[str]:
-        """Copy the code under ``root`` (``*.py`` unless ``include_fn`` says otherwise)
-        to ``<run dir>/code/``; returns the stored paths. ``name`` is accepted
-        for wandb's signature (wandb names the code artifact with it)."""
+                 exclude_fn: Callable[..., bool] | None = None) -> Artifact | None:
+        """Save the code under ``root`` (``*.py`` unless ``include_fn`` says otherwise)
+        as wandb does: an artifact of type ``code`` (``name``, default
+        ``source-<project>-<script>``), its files also copied to ``<run dir>/code/``;
+        None if no file matched."""
         self._check_running("log_code()")
-        from . import runfiles
+        from . import runartifacts, runfiles
 
-        return runfiles.log_code(self, root, include_fn or runfiles.is_code, exclude_fn)
+        saved = runfiles.log_code(self, root, include_fn or runfiles.is_code, exclude_fn)
+        if not saved:
+            return None
+        return runartifacts.log_code_artifact(self, saved, name)
 
     def alert(self, title: str, text: str, level: str | None = None,
               wait_duration: float | datetime.timedelta | None = None) -> None:
@@ -577,9 +581,9 @@ class DisabledRun(Run):
 
     def log_code(self, root: str | None = ".", name: str | None = None,
                  include_fn: Callable[..., bool] | None = None,
-                 exclude_fn: Callable[..., bool] | None = None) -> list[str]:
+                 exclude_fn: Callable[..., bool] | None = None) -> Artifact | None:
         """Accepted; nothing is copied."""
-        return []
+        return None
 
     def alert(self, title: str, text: str, level: str | None = None,
               wait_duration: float | datetime.timedelta | None = None) -> None:

@@ -141,6 +141,21 @@ def link_artifact(run: Run, artifact: Artifact, target_path: str,
     return artifact
 
 
+def log_code_artifact(run: Run, saved: list[str], name: str | None) -> Artifact:
+    """``run.log_code()``: the code files copied to ``<run dir>/code/`` as an artifact
+    of type ``code``, named as wandb names it (``source-<project>-<script>``)."""
+    import re
+    import sys
+
+    script = os.path.basename(getattr(sys.modules.get("__main__"), "__file__", "") or "code")
+    default = re.sub(r"[^A-Za-z0-9_.-]", "_", f"source-{run.project}-{script}")[:128]
+    artifact = Artifact(name or default, "code")
+    code_dir = os.path.join(run.dir, "code")
+    for path in saved:
+        artifact.add_file(path, os.path.relpath(path, code_dir), policy="immutable")
+    return log_artifact(run, artifact)
+
+
 def settle(run: Run, timeout: float | None) -> None:
     """Before finish: wait for the run's logged artifacts, so their versions are
     known here after the run ends (a failure is warned about, once each)."""

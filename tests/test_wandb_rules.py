@@ -354,3 +354,23 @@ def test_a_definition_after_the_change_reads_back_only_values_after_it(rundir):
     run.log({"val/loss": -0.22})
     run.finish()
     assert _stored(run)[0]["val/loss"] == {"first": -0.22}
+
+
+def test_a_summary_set_restarts_aggregates_and_a_delete_restarts_first(rundir):
+    """As wandb 0.31 stored it (differential seed 2000): setting ``n`` on the summary
+    restarts the aggregates of ``n.a``; deleting ``loss`` restarts only its ``first``,
+    also for a definition made after the delete."""
+    run = mpbackend.init(project="rules")
+    run.define_metric("n.*", summary="first,max,mean")
+    run.log({"n": {"a": -1}, "loss": 5})
+    run.log({"n": {"a": 8}, "loss": -1.7})
+    del run.summary["loss"]
+    run.log({"loss": -1.65})
+    run.summary.update({"n": {"a": 2}})
+    run.log({"n": {"a": 0}})
+    run.define_metric("loss", summary="first,max")
+    run.log({"loss": 4})
+    run.finish()
+    summary = _stored(run)[0]
+    assert summary["n"] == {"a": {"first": 0, "max": 0, "mean": 0.0}}
+    assert summary["loss"] == {"first": -1.65, "max": 5}

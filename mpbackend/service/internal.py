@@ -162,13 +162,15 @@ class Metrics(MetricDefs):
         return filled
 
     def observe(self, row: dict[str, Any]) -> None:
-        """Add one committed row's values to the aggregates of keys with summary ops."""
+        """Add one committed row's values to the aggregates of keys with summary ops,
+        and of keys whose aggregate a summary set or delete restarted."""
+        aggregates = self.aggregates
         for key, value in row.items():
-            if self.ops(self.resolve(key)):
-                agg = self.aggregates.get(key)
-                if agg is None:
-                    agg = self.aggregates[key] = new_aggregate()
+            agg = aggregates.get(key)
+            if agg is not None:  # kept (ops, or restarted by a summary set or delete)
                 add_value(agg, value)
+            elif self.ops(self.resolve(key)):
+                add_value(aggregates.setdefault(key, new_aggregate()), value)
 
     def shaped(self, key: str, value: Any) -> Any:
         """What a committed value of ``key`` puts in the summary: the value itself, the
@@ -350,7 +352,7 @@ class Internal:
         """
         warnings: list[str] = []
         failures: list[tuple[Exception, str]] = []
-        simple = not self.metrics.defs
+        simple = not self.metrics.defs and not self.metrics.aggregates
         child = pid != self.owner_pid
         batch: list[dict[str, Any]] = []
         times: list[float] = []
@@ -656,24 +658,45 @@ class Internal:
             # was logged); one defined, or first matched, after the set shapes it again.
             if metrics.ops(metrics.resolve(key)) and (key in metrics.defs or key in self.last):
                 self.explicit.add(key)
+            else:
+                self._restart(key)
         for key in deleted:
             self.tree.pop(key, None)
+            self._forget_first(key)
         self._save_summary()
+
+    def _restart(self, key: str) -> None:
+        """A summary set of a key that is not plain restarts the aggregates of the key
+        and of the keys under it (``k.a`` for ``k``): as wandb's, they cover what is
+        logged after the set, a definition made later included."""
+        aggregates = self.metrics.aggregates
+        prefix = key + "."
+        for name in [key, *(k for k in self.last if k.startswith(prefix))]:
+            aggregates[name] = new_aggregate()
+
+    def _forget_first(self, key: str) -> None:
+        """``del summary[k]``: as in wandb, ``first`` starts again (the next value
+        logged is it); the other aggregates keep every value."""
+        aggregates = self.metrics.aggregates
+        agg = aggregates.get(key)
+        if agg is None and key in self.last:
+            agg = aggregates[key] = new_aggregate()
+            for value in self.writer.logged_values([key]).get(key, ()):
+                add_value(agg, value)
+        if agg is not None:
+            agg.pop("first", None)
 
     def define_metric(self, name: str, spec: dict[str, Any]) -> None:
         """Add a definition (merged into an earlier one of the name, see
         ``MetricDefs.define``). Its aggregates cover every value since the run
-        began: a key already logged has its values read back from the store here.
+        began (or since a summary set restarted them): a key already logged has its
+        values read back from the store here. An aggregate, once made, is kept up
+        to date with every value, so a definition dropped and made again finds it.
         The summary is not reshaped until the key is logged again (as in wandb)."""
         metrics = self.metrics
         metrics.define(name, spec)
-        missing = []
-        for key in self.last:
-            if metrics.ops(metrics.resolve(key)):
-                if key not in metrics.aggregates:
-                    missing.append(key)
-            else:
-                metrics.aggregates.pop(key, None)  # no longer kept: read back if asked again
+        missing = [key for key in self.last
+                   if key not in metrics.aggregates and metrics.ops(metrics.resolve(key))]
         if missing:
             logged = self.writer.logged_values(missing)
             for key in missing:

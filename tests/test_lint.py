@@ -22,7 +22,7 @@ def _run(*args: str, timeout: float = 200) -> subprocess.CompletedProcess:
 
 @pytest.mark.timeout(120)
 def test_ruff_clean():
-    result = _run("-m", "ruff", "check", "mpbackend", "tests", "examples", "bench")
+    result = _run("-m", "ruff", "check", "mpbackend", "tests", "examples", "bench", "tools")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

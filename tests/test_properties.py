@@ -75,9 +75,7 @@ class Model:
         self.defs: dict[str, dict[str, Any]] = {}
         self.tree: dict[str, Any] = {}  # the summary, as written in order
         self.explicit: set[str] = set()  # keys set on the summary while defined: plain after
-        # Where a key's aggregates start in ``values`` (a summary set restarts them) and
-        # where its ``first`` does (``del summary[k]`` restarts only that), as in wandb.
-        self.since: dict[str, int] = {}
+        # Where a key's ``first`` starts in ``values``: ``del summary[k]`` restarts it.
         self.first_from: dict[str, int] = {}
         self.config = dict(config)
 
@@ -173,9 +171,8 @@ class Model:
             return value
         if "none" in ops:
             return _LEFT_OUT
-        every = self.values.get(key, [])
-        seen = every[self.since.get(key, 0):]
-        firsts = every[max(self.since.get(key, 0), self.first_from.get(key, 0)):]
+        seen = self.values.get(key, [])
+        firsts = seen[self.first_from.get(key, 0):]
         numbers = [v for v in seen if _is_number(v)]
         shaped: dict[str, Any] = {}
         for op in ops:
@@ -278,8 +275,7 @@ def _apply(run: mpbackend.Run, model: Model, op: tuple) -> None:
         d = model.resolve(key)
         if d and d["ops"] and (key in model.defs or key in model.values):
             model.explicit.add(key)  # a definition applies already: plain from now on
-        elif key not in model.explicit:
-            model.since[key] = len(model.values.get(key, []))  # its aggregates restart
+
     elif kind == "delete":
         _, key = op
         if key in model.summary():

@@ -357,9 +357,10 @@ def test_a_definition_after_the_change_reads_back_only_values_after_it(rundir):
 
 
 def test_a_summary_set_restarts_aggregates_and_a_delete_restarts_first(rundir):
-    """As wandb 0.31 stored it (differential seed 2000): setting ``n`` on the summary
-    restarts the aggregates of ``n.a``; deleting ``loss`` restarts only its ``first``,
-    also for a definition made after the delete."""
+    """As wandb 0.31 stored it (differential seeds 2000, 1014): setting ``n`` to a dict
+    on the summary restarts the aggregates of ``n.a``, setting a plain value
+    restarts nothing; deleting ``loss`` restarts only its ``first``, also for a
+    definition made after the delete."""
     run = mpbackend.init(project="rules")
     run.define_metric("n.*", summary="first,max,mean")
     run.log({"n": {"a": -1}, "loss": 5})
@@ -369,8 +370,13 @@ def test_a_summary_set_restarts_aggregates_and_a_delete_restarts_first(rundir):
     run.summary.update({"n": {"a": 2}})
     run.log({"n": {"a": 0}})
     run.define_metric("loss", summary="first,max")
-    run.log({"loss": 4})
+    run.log({"loss": 4, "acc": -0.46})
+    run.summary["acc"] = 2.66
+    run.log({"acc": -1.15})
+    run.define_metric("acc", summary="first")
+    run.log({"acc": 0})
     run.finish()
     summary = _stored(run)[0]
     assert summary["n"] == {"a": {"first": 0, "max": 0, "mean": 0.0}}
     assert summary["loss"] == {"first": -1.65, "max": 5}
+    assert summary["acc"] == {"first": -0.46}

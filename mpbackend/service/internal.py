@@ -658,21 +658,22 @@ class Internal:
             # was logged); one defined, or first matched, after the set shapes it again.
             if metrics.ops(metrics.resolve(key)) and (key in metrics.defs or key in self.last):
                 self.explicit.add(key)
-            else:
-                self._restart(key)
+            elif type(data[key]) is dict and "_type" not in data[key]:
+                self._restart(key, data[key])
         for key in deleted:
             self.tree.pop(key, None)
             self._forget_first(key)
         self._save_summary()
 
-    def _restart(self, key: str) -> None:
-        """A summary set of a key that is not plain restarts the aggregates of the key
-        and of the keys under it (``k.a`` for ``k``): as wandb's, they cover what is
-        logged after the set, a definition made later included."""
-        aggregates = self.metrics.aggregates
-        prefix = key + "."
-        for name in [key, *(k for k in self.last if k.startswith(prefix))]:
-            aggregates[name] = new_aggregate()
+    def _restart(self, key: str, value: dict[str, Any]) -> None:
+        """A summary set of ``k`` to a dict restarts the aggregates of the keys under it
+        that a definition shapes (``k.a`` for ``{"k": {"a": ..}}``): as wandb's, they
+        cover what is logged after the set. (A set of a plain value restarts
+        nothing: a definition made later still covers every value logged.)"""
+        metrics = self.metrics
+        for name in flatten_row({key: value})[0]:
+            if metrics.ops(metrics.resolve(name)):
+                metrics.aggregates[name] = new_aggregate()
 
     def _forget_first(self, key: str) -> None:
         """``del summary[k]``: as in wandb, ``first`` starts again (the next value

@@ -230,3 +230,24 @@ def test_a_manifest_that_leaves_the_store_is_refused(tmp_path):
         registry.resolve(str(tmp_path), "evil", "v0")
     with pytest.raises(ValueError, match="not a SHA-256"):
         registry.blob_path(str(tmp_path), "../../etc/passwd")
+
+
+def test_a_version_is_numbered_under_the_collection_lock(tmp_path):
+    """write_version waits for the collection's flock (held here, as another process
+    would hold it) before it numbers the version: none is numbered twice."""
+    import threading
+
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+    project_dir = str(tmp_path / "proj")
+    spec = {"name": "c", "type": "t", "entries": {"f.txt": {"source": str(src)}}}
+    done: list[dict] = []
+    with registry._locked(os.path.join(registry.root(project_dir), "c")):
+        writer = threading.Thread(target=lambda: done.append(
+            registry.write_version(project_dir, spec, "run1", "proj")), daemon=True)
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive() and not done  # blocked on the lock
+        assert registry.versions(project_dir, "c") == []
+    writer.join(10)
+    assert [m["version"] for m in done] == [0]

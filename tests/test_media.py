@@ -379,3 +379,21 @@ def test_show_lists_media_and_the_report_shows_images_and_charts(rundir, tmp_pat
     pixels = np.asarray(PILImage.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     near = (np.abs(pixels - [255, 0, 255]).sum(axis=1) < 30).sum()
     assert near > 4 * 32 * 32 * 0.9  # the four images are drawn (CSP allows data: images)
+
+
+def test_images_count_against_the_buffer_as_any_record(rundir):
+    """A burst of images the service cannot encode as fast: with a 1 MiB buffer and
+    buffer_policy="drop", log() drops and counts what does not fit; nothing is lost
+    unaccounted, and the training process holds no more than the buffer."""
+    noise = np.random.default_rng(5).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    run = mpbackend.init(project="media", settings=mpbackend.Settings(
+        buffer_bytes=1 << 20, buffer_policy="drop", quiet=True))
+    for i in range(120):
+        noise[0, 0] = i % 256
+        run.log({"img": mpbackend.Image(noise), "i": i})
+    run.finish()
+    info = _api_run(run).info()
+    stored = len(_api_run(run).history(pandas=False))
+    dropped = info["extra"].get("dropped_records", 0)
+    assert dropped > 0 and stored + dropped == 120
+    assert len(_media_files(run)) == stored

@@ -346,6 +346,8 @@ def test_show_lists_media_and_the_report_shows_images_and_charts(rundir, tmp_pat
     for step in range(6):
         run.log({"loss": 1 / (step + 1), "pics": [mpbackend.Image(magenta, caption="m")]})
     t = mpbackend.Table(columns=["x", "y"], data=[[i, i * i] for i in range(5)])
+    run.log({"fig": mpbackend.Plotly({"data": [{"type": "scatter", "x": [0, 1, 2],
+                                                 "y": [2, 1, 3], "name": "p"}]})})
     run.log({"curve": mpbackend.plot.line(t, "x", "y", title="squares"),
              "cm": mpbackend.plot.confusion_matrix(y_true=[0, 1], preds=[1, 1],
                                                    class_names=["no", "yes"])})
@@ -374,7 +376,8 @@ def test_show_lists_media_and_the_report_shows_images_and_charts(rundir, tmp_pat
     total = re.search(r'data-charts-total="(\d+)"', page).group(1)
     assert f'data-charts-drawn="{total}"' in dom  # loss, the logged line, system metrics
     data = json.loads(re.search(r'id="mp-data">(.*?)</script>', page, re.S).group(1))
-    (logged,) = data["sections"][2]["charts"]
+    figure, logged = data["sections"][2]["charts"]
+    assert figure["lines"][0]["y"] == [2, 1, 3] and "(plotly)" in figure["key"]
     assert logged["lines"][0]["y"] == [0, 1, 4, 9, 16] and logged["x"] == "x"
     pixels = np.asarray(PILImage.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     near = (np.abs(pixels - [255, 0, 255]).sum(axis=1) < 30).sum()

@@ -448,6 +448,9 @@ def _media(index: int, run: Any) -> dict[str, Any]:
                                   "caption": printable(ref.get("caption") or "")})
         if items:
             out["images"].append({"key": printable(key), "run": label, "pictures": items})
+    for key, value in summary.items():
+        if isinstance(value, MediaRef) and value.kind == "plotly-file":
+            _plotly(index, label, key, value, out)
     charts = run.info()["extra"].get("charts")
     for key, spec in (charts.items() if isinstance(charts, dict) else ()):
         ref = summary.get(str(spec.get("table_key"))) if isinstance(spec, dict) else None
@@ -459,6 +462,34 @@ def _media(index: int, run: Any) -> dict[str, Any]:
             continue
         _chart(index, label, str(key), spec, frame, out)
     return out
+
+
+def _plotly(index: int, label: str, key: str, ref: Any, out: dict[str, Any]) -> None:
+    """A logged plotly figure (the last one of its key) drawn as lines: each trace
+    with numeric ``y`` (and ``x``, else its index); other traces are left out."""
+    try:
+        if ref.path.stat().st_size > MAX_INLINE:
+            return
+        figure = json.loads(ref.read())
+    except (OSError, ValueError):
+        return
+    traces = figure.get("data") if isinstance(figure, dict) else None
+    lines = []
+    for j, trace in enumerate(traces if isinstance(traces, list) else []):
+        if not isinstance(trace, dict) or not isinstance(trace.get("y"), list):
+            continue
+        ys: list[Any] = trace["y"]
+        given = trace.get("x")
+        xs: list[Any] = given if isinstance(given, list) else list(range(len(ys)))
+        points = [(float(x), float(y)) for x, y in zip(xs, ys) if is_number(x) and is_number(y)]
+        if points:
+            lines.append({"run": index, "swatch": j, "colour": colour(j),
+                          "label": printable(trace.get("name") or f"trace {j}"),
+                          "n": len(points), "dots": trace.get("mode") == "markers",
+                          "x": [p[0] for p in points], "y": [p[1] for p in points]})
+    if lines:
+        out["charts"].append({"key": printable(f"{label}: {key} (plotly)"), "lines": lines,
+                              "x": ""})
 
 
 def _column(frame: Any, name: Any) -> list[Any]:

@@ -12,6 +12,8 @@ fresh process per library (mpbackend from this checkout; a
 peer from the interpreter given, which must have it and numpy installed), the
 libraries interleaved over the repetitions. Per library, median over repetitions:
 
+* copy us:       a bare ``arr.tobytes()`` of the same pixels, in the same loop: the
+                 floor for any call that keeps a copy of the image (p50)
 * image() us:    ``Image(arr)`` of a 256x256x3 uint8 array (p50 over the calls)
 * log() us:      ``run.log({"img": image})`` (p50 and p99): the call's blocking time
 * both us:       the two together, per image (p50), what the issue's 100 us bound is on
@@ -64,8 +66,8 @@ CHILD = textwrap.dedent("""
         files = lambda: glob.glob(os.path.join(outdir, "wandb", "offline-run-*", "files",
                                                "media", "images", "*.png"))
     elif lib == "trackio":
+        os.environ["TRACKIO_DIR"] = outdir  # read when trackio is imported
         import trackio
-        os.environ["TRACKIO_DIR"] = outdir
         trackio.init(project="bench")
         Image, log, finish = trackio.Image, trackio.log, trackio.finish
         files = lambda: glob.glob(os.path.join(outdir, "**", "*.png"), recursive=True)
@@ -73,11 +75,20 @@ CHILD = textwrap.dedent("""
     base_arrays = [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(8)]
     base = rss("VmRSS:")
     pc = time.perf_counter_ns
-    make, call, both = [], [], []
+    make, call, both, copy = [], [], [], []
+    def spin():
+        end = time.perf_counter() + interval
+        while time.perf_counter() < end:
+            pass
     for i in range(n):
         arr = base_arrays[i % 8]
         arr[0, 0, 0] = i % 256   # every image distinct: no store may dedupe
         arr[0, 0, 1] = i // 256
+        if i % 10 == 0:  # the floor: a bare copy of the pixels, after a step as the rest
+            t0 = pc()
+            arr.tobytes()
+            copy.append((pc() - t0) / 1000)
+            spin()
         t0 = pc()
         img = Image(arr)
         t1 = pc()
@@ -85,10 +96,7 @@ CHILD = textwrap.dedent("""
         t2 = pc()
         make.append((t1 - t0) / 1000); call.append((t2 - t1) / 1000)
         both.append((t2 - t0) / 1000)
-        if interval:  # a training step: the CPU busy (a sleep would leave it cold)
-            end = time.perf_counter() + interval
-            while time.perf_counter() < end:
-                pass
+        spin()  # a training step: the CPU busy (a sleep would leave it cold)
     growth = rss("VmHWM:") - base
     t3 = time.perf_counter()
     finish()
@@ -96,7 +104,8 @@ CHILD = textwrap.dedent("""
     def q(values, p):
         values = sorted(values)
         return values[min(len(values) - 1, int(p * len(values)))]
-    print("RESULT " + json.dumps({"image": q(make, .5), "log50": q(call, .5),
+    print("RESULT " + json.dumps({"copy": q(copy, .5), "image": q(make, .5),
+                                  "log50": q(call, .5),
                                   "log99": q(call, .99), "both": q(both, .5),
                                   "growth": growth, "finish": (t4 - t3) * 1000,
                                   "stored": len(files())}))
@@ -158,12 +167,13 @@ def main() -> None:
                                                             str(args.interval_ms / 1000)]))
     print(f"images: {args.images} distinct 256x256x3 uint8, {args.interval_ms:g} ms apart, "
           f"median of {args.repeat}\n")
-    print("| library | image() us | log() p50 us | log() p99 us | both p50 us | growth MiB "
-          "| finish ms | stored |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| library | copy us | image() us | log() p50 us | log() p99 us | both p50 us "
+          "| growth MiB | finish ms | stored |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, rows in results.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-        print(f"| {name} | {med['image']:.1f} | {med['log50']:.1f} | {med['log99']:.1f} | "
+        print(f"| {name} | {med['copy']:.1f} | {med['image']:.1f} | {med['log50']:.1f} | "
+              f"{med['log99']:.1f} | "
               f"{med['both']:.1f} | {med['growth']:.1f} | {med['finish']:.0f} | "
               f"{int(med['stored'])} |")
     print("\nwatch(model, log='all') on a 784-256-256-10 MLP, batch 64, one thread, "

@@ -103,6 +103,18 @@ class Image(Media):
         fmt = (file_type or "png").lower()
         if fmt not in FILE_TYPES:
             raise ValueError(f"{what}: file_type must be one of {list(FILE_TYPES)}, not {fmt!r}")
+        shape = getattr(data_or_path, "shape", None)
+        if (mode is None and fmt == "png" and masks is None and shape is not None
+                and len(shape) == 3 and shape[2] in (3, 4) and 0 < shape[0] <= MAX_DIMENSION
+                and 0 < shape[1] <= MAX_DIMENSION
+                and type(data_or_path).__name__ == "ndarray"
+                and getattr(data_or_path.dtype, "char", None) == "B"):  # uint8
+            # The common case, an HWC uint8 numpy array, without the general path's
+            # checks: its pixels are copied as they are (the copy is the snapshot).
+            meta.update(raw="RGB" if shape[2] == 3 else "RGBA", format="png",
+                        width=int(shape[1]), height=int(shape[0]))
+            self._finish(data_or_path.tobytes(), meta, caption, grouping, classes, boxes, {})
+            return
         if isinstance(data_or_path, Image):
             sent = data_or_path._sent
             meta, data = dict(sent.meta), sent.data
@@ -153,15 +165,6 @@ class Image(Media):
         else:
             raise TypeError(f"{what} takes a numpy array, a torch tensor, a PIL image, a "
                             f"matplotlib figure or a path, not {type(data_or_path).__name__}")
-        caption = caption_of(caption)
-        if caption is not None:
-            meta["caption"] = caption
-        if grouping is not None:
-            meta["grouping"] = int(grouping)
-        if classes is not None:
-            meta["classes"] = _plain(classes, what, "classes")
-        if boxes is not None:
-            meta["boxes"] = _boxes(boxes, what)
         parts: dict[str, Sent] = {}
         if masks is not None:
             if not isinstance(masks, Mapping):
@@ -170,6 +173,20 @@ class Image(Media):
             meta["masks"] = {}
             for name, mask in masks.items():
                 meta["masks"][str(name)], parts[str(name)] = _mask(mask, meta, what)
+        self._finish(data, meta, caption, grouping, classes, boxes, parts)
+
+    def _finish(self, data: Any, meta: dict[str, Any], caption: Any, grouping: Any,
+                classes: Any, boxes: Any, parts: dict[str, Sent]) -> None:
+        """The metadata every source shares, and the Media sent."""
+        caption = caption_of(caption)
+        if caption is not None:
+            meta["caption"] = caption
+        if grouping is not None:
+            meta["grouping"] = int(grouping)
+        if classes is not None:
+            meta["classes"] = _plain(classes, "Image()", "classes")
+        if boxes is not None:
+            meta["boxes"] = _boxes(boxes, "Image()")
         self._sent = Sent("image", meta, data if not parts else (data, parts))
         self._caption = caption
 

@@ -414,9 +414,12 @@ class Run:
                 return
         media: list = []
         data = normalize(data, self._max_array, media)
-        # Media go as HISTORY_MEDIA: the service writes their files before the row.
-        record = serialise((m.HISTORY_MEDIA if media else m.HISTORY_ANY, self.id, data, step,
-                            commit, time.time()), data, "log()")
+        if media:  # the service writes their files before the row; pickled by the sender
+            self._interface.put_media((m.HISTORY_MEDIA, self.id, data, step, commit,
+                                       time.time()))
+            return
+        record = serialise((m.HISTORY_ANY, self.id, data, step, commit, time.time()), data,
+                           "log()")
         self._interface.put(record, self.id)
 
     def define_metric(self, name: str, step_metric: str | None = None,

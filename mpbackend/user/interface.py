@@ -92,6 +92,9 @@ _pickle_dumps = pickle.dumps
 SMALL = 512
 ROW_KEY_BYTES = 32
 SMALL_ROW = SMALL // ROW_KEY_BYTES
+# A batch stops taking large records (images) past this many bytes, so that pickling
+# it (a copy of what it holds) never doubles the buffer's memory.
+BATCH_BYTES = 1 << 20
 # Empty wake-ups (of send_interval each) after which the sender waits for a record.
 IDLE_ROUNDS = 20
 _interfaces: weakref.WeakSet[Interface] = weakref.WeakSet()
@@ -592,6 +595,9 @@ class Interface:
                 size = _size(data)
                 if size > SMALL:
                     big += size
+                    if big >= BATCH_BYTES:  # the rest next round, at once: the batch's
+                        self._now.set()     # pickle is a copy, so it is kept small
+                        break
             if batch:
                 if owner:
                     seq = self._seq

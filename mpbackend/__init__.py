@@ -72,7 +72,8 @@ _LAZY = {
     "Artifact": "artifacts.artifact", "NoSuchArtifact": "shared.errors",
 }
 # Submodules scripts reach as attributes (``wandb.util.generate_id()``, ``wandb.plot.line``).
-_SUBMODULES = {"util": "util", "plot": "media.plot"}
+_SUBMODULES = {"util": "util", "plot": "media.plot", "sdk": "compat.sdk",
+               "wandb_run": "compat.wandb_run", "compat": "compat"}
 
 # The current run and its config and summary (set by init(), as wandb.run is).
 run: Run | None = None

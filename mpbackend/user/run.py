@@ -112,6 +112,7 @@ class Run:
         self._at_end: list[tuple[str, str]] = []  # save(policy="live"/"end"): copied at the end
         self._artifacts: list[Artifact] = []  # logged, their versions not yet seen here
         self._watchers: list[Any] = []  # watch(): hooks on torch models
+        self._labels: dict[str, str] = {}  # _label(): wandb's telemetry labels
         self.state = RUNNING
         self._final_step = reply.get("step", 0)
         self.config = Config(self, reply.get("config") or {})
@@ -152,6 +153,15 @@ class Run:
         """Record that the run is about to be preempted (stored with the run as
         ``preempting``): its end is then a preemption, not a failure to look into."""
         self._send_record((m.RUN_META, self.id, {"preempting": True}), {}, "mark_preempting()")
+
+    def _label(self, code: str | None = None, repo: str | None = None,
+                code_version: str | None = None, **kwargs: Any) -> None:
+        """wandb's telemetry label, which integrations set for the run they make
+        (``run._label(code="transformers_trainer")``). There is no telemetry here:
+        the labels are kept on this object (``_labels``) and stored nowhere."""
+        self._labels.update({k: v for k, v in (("code", code), ("repo", repo),
+                                               ("code_version", code_version))
+                             if v is not None})
 
     def watch(self, models: Any, criterion: Any = None, log: str | None = "gradients",
               log_freq: int = 1000, idx: int | None = None, log_graph: bool = False) -> None:

@@ -35,6 +35,10 @@ TABLE: tuple[tuple[str, str], ...] = (
     ("CONFIG_PATHS", "comma-separated JSON (or YAML, with PyYAML) files loaded into the "
                      "config before init(config=)"),
     ("SAVE_CODE", "init(save_code=): copy the script to the run's files (1, true, yes)"),
+    ("LOG_MODEL", "transformers' MpbackendCallback: checkpoint (each save) or end (the "
+                  "final model) as model artifacts"),
+    ("WATCH", "transformers' MpbackendCallback: gradients, parameters or all: watch() "
+              "the model"),
     ("ARTIFACT_DIR", "where Artifact.download() puts a version by default "
                      "(<ARTIFACT_DIR>/<name>:v<N>; default ./artifacts)"),
 )

@@ -70,6 +70,7 @@ _LAZY = {
     "Audio": "media.files", "Video": "media.files", "Html": "media.files",
     "Object3D": "media.files", "Molecule": "media.files", "Plotly": "media.files",
     "Artifact": "artifacts.artifact", "NoSuchArtifact": "shared.errors",
+    "sweep": "sweeps.agent", "agent": "sweeps.agent",
 }
 # Submodules scripts reach as attributes (``wandb.util.generate_id()``, ``wandb.plot.line``).
 _SUBMODULES = {"util": "util", "plot": "media.plot", "sdk": "compat.sdk",
@@ -205,5 +206,6 @@ __all__ = [
     "Summary", "Table", "UsageError", "Video", "__version__", "alert", "config", "define_metric",
     "finish", "init", "link_artifact", "log", "log_artifact", "log_model", "login",
     "mark_preempting", "plot", "require", "restore", "run", "save", "setup", "summary", "teardown",
-    "termerror", "termlog", "termwarn", "unwatch", "use_artifact", "use_model", "util", "watch",
+    "termerror", "termlog", "termwarn", "unwatch", "sweep", "agent", "use_artifact",
+    "use_model", "util", "watch",
 ]

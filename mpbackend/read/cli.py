@@ -808,6 +808,85 @@ def tail_cmd(root: str, run_ref: str, lines: int, follow: bool, interval: float,
 # -- entry point ---------------------------------------------------------------------
 
 
+# -- sweeps ------------------------------------------------------------------------------
+
+
+@cli.command("sweep")
+@_dir_option
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--project", "-p", help="The project (default: the config's, or uncategorized).")
+def sweep_cmd(root: str, config_file: str, project: str | None) -> None:
+    """Store a sweep from a YAML (or JSON) file of wandb's format; print its id."""
+    import json as json_module
+
+    from ..sweeps import store
+
+    with open(config_file, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        config = json_module.loads(text)
+    except ValueError:
+        try:
+            import yaml  # type: ignore[import-untyped]
+        except ImportError:
+            raise click.ClickException("a YAML sweep file needs PyYAML "
+                                       "(pip install pyyaml), or give JSON") from None
+        config = yaml.safe_load(text)
+    if not isinstance(config, dict):
+        raise click.ClickException(f"{config_file} holds no sweep configuration")
+    project = project or config.get("project") or "uncategorized"
+    try:
+        sweep_id = store.create(os.path.abspath(root), project, config)
+    except (TypeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{project}/{sweep_id}")
+    err().print(f"run its trials with: mpbackend agent {project}/{sweep_id}")
+
+
+@cli.command("agent")
+@_dir_option
+@click.argument("sweep_path")
+@click.option("--count", "-c", type=click.IntRange(min=1), help="Run at most this many trials.")
+def agent_cmd(root: str, sweep_path: str, count: int | None) -> None:
+    """Run trials of a sweep (``project/id``): the config's ``program``, each with its
+    parameters as ``--name=value`` arguments and as its run's config. Start as many
+    agents as you like: none runs a trial twice."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from ..sweeps import store
+    from ..sweeps.trials import metric_value, trial_env
+
+    root = os.path.abspath(root)
+    project, _, sweep_id = sweep_path.rpartition("/")
+    project = project.rpartition("/")[2] or store.project_of(root, sweep_id) or "uncategorized"
+    try:
+        config = store.load(root, project, sweep_id)["config"]
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    program = config.get("program")
+    if not isinstance(program, str) or not os.path.isfile(program):
+        raise click.ClickException(f"the sweep's program {program!r} is not a file here")
+    ran = 0
+    with tempfile.TemporaryDirectory(prefix="mpbackend-agent-") as folder:
+        while count is None or ran < count:
+            trial = store.claim(root, project, sweep_id)
+            if trial is None:
+                break
+            flat = {}
+            for key, value in trial["params"].items():
+                flat[key] = json.dumps(value) if isinstance(value, dict) else value
+            args = [f"--{k}={v}" for k, v in sorted(flat.items())]
+            env = {**os.environ, **trial_env(root, project, sweep_id, trial, folder)}
+            err().print(f"trial {trial['n']}: {program} {' '.join(args)}")
+            code = subprocess.call([sys.executable, program, *args], env=env)
+            store.finish(root, project, sweep_id, trial, "finished" if code == 0 else "failed",
+                         metric_value(root, project, trial["run_id"], config))
+            ran += 1
+    err().print(f"{ran} trial(s) run")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command (the ``mpbackend`` console script and ``python -m mpbackend``)."""
     debug = bool(os.environ.get("MPBACKEND_DEBUG"))

@@ -288,6 +288,7 @@ class Internal:
         self.entity: str = spec.get("entity") or ""
         self.charts: dict[str, Any] = {}  # wandb.plot charts logged: key -> description
         self.project: str = spec["project"]
+        self.sweep: str | None = spec.get("sweep")  # the sweep this run is a trial of
         # Artifacts this run logged and used ("name:vN"), and what each log_artifact()
         # came to (client id -> manifest, or {"error": text}) for Artifact.wait().
         self.logged_artifacts: list[str] = []
@@ -741,6 +742,7 @@ class Internal:
             "service_error_count": self.error_count, "alerts": self.alerts,
             "preempting": self.preempting, "entity": self.entity, "charts": self.charts,
             "logged_artifacts": self.logged_artifacts, "used_artifacts": self.used_artifacts,
+            "sweep": self.sweep,
             "pending": {str(pid): [row, ts, worker, paths]
                         for pid, (row, ts, worker, paths) in self._pending.items()}})
 

@@ -17,6 +17,20 @@ DB_NAME = "run.db"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
+_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_id() -> str:
+    """A new run id: eight random characters of [0-9a-z] (the modulo bias is below one
+    in six million)."""
+    n = int.from_bytes(os.urandom(8), "little") % 36**8
+    out = []
+    for _ in range(8):
+        n, digit = divmod(n, 36)
+        out.append(_ID_ALPHABET[digit])
+    return "".join(out)
+
+
 def db_path(run_dir: str) -> str:
     """The database file of the run stored in ``run_dir``."""
     return os.path.join(run_dir, DB_NAME)

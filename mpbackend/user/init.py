@@ -23,25 +23,16 @@ from typing import Any
 from ..shared import environ
 from ..shared.errors import UsageError
 from ..shared.jupyter import in_notebook
-from ..shared.paths import check_name, make_dirs, safe_name
+from ..shared.paths import check_name, make_dirs, new_id, safe_name
 from ..shared.settings import Settings
 from .config import Config
 from .run import DisabledRun, Run, make_current
 from .setup import setup
 from .values import check_text
 
+__all__ = ["init", "new_id"]
+
 MODES = ("online", "offline", "disabled")
-_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def new_id() -> str:
-    """Eight random characters of [0-9a-z] (the modulo bias is below one in six million)."""
-    n = int.from_bytes(os.urandom(8), "little") % 36**8
-    out = []
-    for _ in range(8):
-        n, digit = divmod(n, 36)
-        out.append(_ID_ALPHABET[digit])
-    return "".join(out)
 
 
 def default_project() -> str:
@@ -274,6 +265,12 @@ def init(entity: str | None = None, project: str | None = None, dir: str | None 
         if path.strip():  # WANDB_CONFIG_PATHS: files whose keys come first
             staged.update(_config_from(path.strip(), "WANDB_CONFIG_PATHS"))
     staged.update(_config_from(config, "init(config=...)"), allow_val_change=True)
+    sweep_id = environ.value("SWEEP_ID")
+    params_path = environ.value("SWEEP_PARAM_PATH")
+    if sweep_id and params_path:  # a sweep's trial (mpbackend.sweeps): its parameters win
+        staged.update(_config_from(params_path, "the sweep's parameters"),
+                      allow_val_change=True)
+        spec["sweep"] = sweep_id
     items = staged.as_dict()
     if config_exclude_keys is not None:
         items = {k: v for k, v in items.items() if k not in set(config_exclude_keys)}

@@ -74,6 +74,10 @@ def test_two_agents_share_a_sweep_without_running_a_trial_twice(tmp_path, method
         expected = (params["lr"] - 0.03) ** 2 + 1 / params["model"]["width"] + 0.001
         assert trial["value"] == pytest.approx(expected) == run.summary["loss"]
         assert 1e-4 <= params["lr"] <= 0.1 and params["epochs"] == 2
+    swept = api.sweep(f"sw/{sweep_id}")  # the Api lists the sweep, its trials, their runs
+    assert [r.id for r in swept.runs] == [t["run_id"] for t in trials]
+    best = min(trials, key=lambda t: t["value"])
+    assert swept.best_run().id == best["run_id"] and api.sweep(sweep_id).id == sweep_id
 
 
 def test_a_bad_sweep_configuration_fails_at_the_call(tmp_path):

@@ -582,6 +582,22 @@ class Api:
                 return ApiRun(run_dir)
         raise NoSuchRun(f"no run {path!r} under {self.dir}")
 
+    def sweep(self, path: str) -> ApiSweep:
+        """A sweep by ``project/id`` (``entity/project/id``, or the id alone)."""
+        from ..sweeps import store
+
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            raise ValueError(f"a sweep path is [entity/]project/id, not {path!r}")
+        project = parts[-2] if len(parts) >= 2 else store.project_of(self.dir, parts[-1])
+        if project is None:
+            raise NoSuchRun(f"no sweep {path!r} under {self.dir}")
+        try:
+            doc = store.load(self.dir, project, parts[-1])
+        except StoreError as exc:
+            raise NoSuchRun(str(exc)) from None
+        return ApiSweep(self, project, doc)
+
     def artifact(self, name: str, type: str | None = None) -> Any:
         """An artifact version: ``"project/name:alias"`` (``entity/`` accepted in front;
         ``name:v3``, ``name:latest``); NoSuchArtifact if there is none."""
@@ -638,6 +654,47 @@ def _artifact(store_dir: str, label: str, default_project: str) -> Any:
     project, name, alias = registry.parse(label, default_project)
     project_dir = os.path.join(store_dir, check_name("project", project))
     return from_manifest(registry.resolve(project_dir, name, alias), project_dir, project)
+
+
+class ApiSweep:
+    """A sweep: its configuration, its trials (parameters, state, metric value) and
+    their runs."""
+
+    def __init__(self, api: Api, project: str, doc: dict[str, Any]) -> None:
+        self._api = api
+        self.project = project
+        self.id: str = doc["id"]
+        self.config: dict[str, Any] = doc["config"]
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        from ..sweeps import store
+
+        return store.trials(self._api.dir, self.project, self.id)
+
+    @property
+    def runs(self) -> list[ApiRun]:
+        """The trials' runs that are stored, in trial order."""
+        found = []
+        for trial in self.trials:
+            try:
+                found.append(self._api.run(f"{self.project}/{trial['run_id']}"))
+            except NoSuchRun:
+                continue
+        return found
+
+    def best_run(self, order: str | None = None) -> ApiRun | None:
+        """The run of the finished trial with the best metric value (by the
+        config's goal), or None."""
+        goal = (self.config.get("metric") or {}).get("goal", "minimize")
+        scored = [t for t in self.trials if isinstance(t.get("value"), (int, float))]
+        if not scored:
+            return None
+        best = (min if goal == "minimize" else max)(scored, key=lambda t: t["value"])
+        return self._api.run(f"{self.project}/{best['run_id']}")
+
+    def __repr__(self) -> str:
+        return f"<ApiSweep {self.project}/{self.id} ({len(self.trials)} trials)>"
 
 
 class ApiProject:

@@ -400,3 +400,25 @@ def test_images_count_against_the_buffer_as_any_record(rundir):
     dropped = info["extra"].get("dropped_records", 0)
     assert dropped > 0 and stored + dropped == 120
     assert len(_media_files(run)) == stored
+
+
+def test_without_pillow_an_image_fails_at_the_call(tmp_path):
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['PIL'] = None\n")
+    done = run_script("""
+        import json, numpy as np, mpbackend as wandb
+        run = wandb.init(project="p")
+        run.log({"x": 1})
+        try:
+            wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8))
+            said = ""
+        except ImportError as exc:
+            said = str(exc)
+        run.log({"x": 2})
+        run.finish()
+        rows = wandb.Api().run(run.id).history(pandas=False)
+        print("RESULT " + json.dumps({"said": said, "x": [r["x"] for r in rows]}))
+    """, tmp_path, env={"PYTHONPATH": f"{hide}:{os.path.dirname(os.path.dirname(__file__))}"})
+    out = result(done)
+    assert "pip install 'mpbackend[media]'" in out["said"] and out["x"] == [1, 2]

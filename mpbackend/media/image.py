@@ -23,6 +23,7 @@ FILE_TYPES = ("png", "jpg", "jpeg", "bmp")
 READABLE = ("png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff")
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 MAX_DIMENSION = 65500  # Pillow's limit
+_PILLOW: list[bool] = []  # [True] once Pillow was found importable (checked once)
 
 
 def is_figure(value: Any) -> bool:
@@ -99,6 +100,9 @@ class Image(Media):
                  boxes: Mapping[str, Any] | None = None, masks: Mapping[str, Any] | None = None,
                  file_type: str | None = None, normalize: bool = True) -> None:
         what = "Image()"
+        if not _PILLOW:  # the service encodes with it: without it, say so here
+            need("PIL.Image", "media", what)
+            _PILLOW.append(True)
         meta: dict[str, Any] = {}
         fmt = (file_type or "png").lower()
         if fmt not in FILE_TYPES:

@@ -15,6 +15,7 @@ from conftest import ROOT, result, run_script, wait_for
 
 import mpbackend
 from mpbackend.artifacts import registry
+from mpbackend.shared import jsonfiles
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -242,7 +243,7 @@ def test_a_version_is_numbered_under_the_collection_lock(tmp_path):
     project_dir = str(tmp_path / "proj")
     spec = {"name": "c", "type": "t", "entries": {"f.txt": {"source": str(src)}}}
     done: list[dict] = []
-    with registry._locked(os.path.join(registry.root(project_dir), "c")):
+    with jsonfiles.locked(os.path.join(registry.root(project_dir), "c")):
         writer = threading.Thread(target=lambda: done.append(
             registry.write_version(project_dir, spec, "run1", "proj")), daemon=True)
         writer.start()
@@ -251,3 +252,11 @@ def test_a_version_is_numbered_under_the_collection_lock(tmp_path):
         assert registry.versions(project_dir, "c") == []
     writer.join(10)
     assert [m["version"] for m in done] == [0]
+
+
+def test_a_lock_held_too_long_fails_instead_of_waiting_for_ever(tmp_path):
+    """A writer (the service numbering a version) waits for a lock at most its timeout."""
+    with jsonfiles.locked(str(tmp_path)):
+        with pytest.raises(mpbackend.StoreError, match="stayed locked"):
+            with jsonfiles.locked(str(tmp_path), timeout=0.2):
+                pass

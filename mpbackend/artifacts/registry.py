@@ -22,16 +22,14 @@ safe path components, and a blob path must be the digest it claims, under
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from ..shared.errors import NoSuchArtifact
+from ..shared.jsonfiles import locked, read_json, write_json
 from ..shared.paths import make_dirs, safe_name
 from ..store import blobs
 
@@ -67,33 +65,8 @@ def parse(spec: str, default_project: str) -> tuple[str, str, str]:
     return project, check_name(parts[-1]), alias or "latest"
 
 
-@contextlib.contextmanager
-def _locked(directory: str) -> Iterator[None]:
-    make_dirs(directory)
-    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
-                 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _write_json(path: str, doc: Any) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, sort_keys=True, allow_nan=True)
-    os.replace(tmp, path)
-
-
 def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise NoSuchArtifact(f"{path} cannot be read: {exc}") from None
+    return read_json(path, NoSuchArtifact)
 
 
 def _numbers(collection: str) -> list[int]:
@@ -137,7 +110,7 @@ def write_version(project_dir: str, spec: dict[str, Any], run_id: str, project: 
             entries[path] = {"sha256": entry["sha256"], "size": entry["size"]}
     digest = digest_of(entries)
     collection = os.path.join(base, name)
-    with _locked(collection):
+    with locked(collection):
         aliases = _aliases(collection)
         numbers = _numbers(collection)
         latest = _manifest(collection, numbers[-1]) if numbers else None
@@ -153,10 +126,10 @@ def write_version(project_dir: str, spec: dict[str, Any], run_id: str, project: 
                 "size": sum(int(e.get("size") or 0) for e in entries.values())}
             target = os.path.join(collection, f"v{number}")
             make_dirs(target)
-            _write_json(os.path.join(target, "manifest.json"), manifest)
+            write_json(os.path.join(target, "manifest.json"), manifest)
         for alias in ["latest", *spec.get("aliases", [])]:
             aliases[alias] = manifest["version"]
-        _write_json(os.path.join(collection, "aliases.json"), aliases)
+        write_json(os.path.join(collection, "aliases.json"), aliases)
     if spec.get("staging"):
         _remove_tree(spec["staging"], base)
     return dict(manifest, aliases=sorted(a for a, v in aliases.items()
@@ -178,23 +151,23 @@ def _remove_tree(path: str, base: str) -> None:
 def add_aliases(project_dir: str, name: str, version: int, aliases: list[str]) -> None:
     """Point ``aliases`` at ``version`` (``link_artifact``, a later alias)."""
     collection = os.path.join(root(project_dir), check_name(name))
-    with _locked(collection):
+    with locked(collection):
         stored = _aliases(collection)
         for alias in aliases:
             stored[str(alias)] = version
-        _write_json(os.path.join(collection, "aliases.json"), stored)
+        write_json(os.path.join(collection, "aliases.json"), stored)
 
 
 def add_usage(project_dir: str, name: str, version: int, run: dict[str, Any]) -> None:
     """Record that ``run`` (``{"id", "project"}``) used ``name:v<version>``."""
     collection = os.path.join(root(project_dir), check_name(name))
     path = os.path.join(collection, f"v{int(version)}", "used_by.json")
-    with _locked(collection):
+    with locked(collection):
         used = _read_json(path)
         used = used if isinstance(used, list) else []
         if run not in used:
             used.append(run)
-            _write_json(path, used)
+            write_json(path, used)
 
 
 def used_by(project_dir: str, name: str, version: int) -> list[dict[str, Any]]:

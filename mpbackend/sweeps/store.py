@@ -12,16 +12,13 @@ twice. ``finish`` records the trial's state and its run's metric value.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from ..shared.errors import StoreError
+from ..shared.jsonfiles import locked, read_json, write_json
 from ..shared.paths import check_name, make_dirs, new_id
 from . import plan
 
@@ -33,41 +30,13 @@ def sweep_dir(store_dir: str, project: str, sweep_id: str) -> str:
                         check_name("sweep id", sweep_id))
 
 
-def _write(path: str, doc: Any) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, allow_nan=True)
-    os.replace(tmp, path)
-
-
-def _read(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{path} cannot be read: {exc}") from None
-
-
-@contextlib.contextmanager
-def _locked(directory: str) -> Iterator[None]:
-    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
-                 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def create(store_dir: str, project: str, config: dict[str, Any]) -> str:
     """Store a new sweep (its configuration checked); its id."""
     config = plan.check(config)
     sweep_id = new_id()
     where = sweep_dir(store_dir, project, sweep_id)
     make_dirs(os.path.join(where, "trials"))
-    _write(os.path.join(where, "sweep.json"), {"id": sweep_id, "project": project,
+    write_json(os.path.join(where, "sweep.json"), {"id": sweep_id, "project": project,
                                                "config": config, "created_at": time.time()})
     return sweep_id
 
@@ -85,7 +54,7 @@ def project_of(store_dir: str, sweep_id: str) -> str | None:
 
 
 def load(store_dir: str, project: str, sweep_id: str) -> dict[str, Any]:
-    doc = _read(os.path.join(sweep_dir(store_dir, project, sweep_id), "sweep.json"))
+    doc = read_json(os.path.join(sweep_dir(store_dir, project, sweep_id), "sweep.json"))
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise StoreError(f"no sweep {sweep_id!r} in project {project!r} under {store_dir}")
     return doc
@@ -97,7 +66,7 @@ def trials(store_dir: str, project: str, sweep_id: str) -> list[dict[str, Any]]:
     out = []
     for name in os.listdir(folder) if os.path.isdir(folder) else ():
         if name.endswith(".json") and name[:-5].isdigit():
-            doc = _read(os.path.join(folder, name))
+            doc = read_json(os.path.join(folder, name))
             if isinstance(doc, dict) and isinstance(doc.get("params"), dict):
                 out.append(doc)
     return sorted(out, key=lambda t: t.get("n", 0))
@@ -108,7 +77,7 @@ def claim(store_dir: str, project: str, sweep_id: str) -> dict[str, Any] | None:
     (its grid exhausted, or ``run_cap`` trials made)."""
     config = load(store_dir, project, sweep_id)["config"]
     where = sweep_dir(store_dir, project, sweep_id)
-    with _locked(where):
+    with locked(where):
         made = trials(store_dir, project, sweep_id)
         n = len(made)
         cap = config.get("run_cap")
@@ -130,7 +99,7 @@ def claim(store_dir: str, project: str, sweep_id: str) -> dict[str, Any] | None:
         trial = {"n": n, "params": params, "run_id": new_id(), "state": "running",
                  "value": None, "agent": f"{socket.gethostname()}:{os.getpid()}",
                  "started": time.time()}
-        _write(os.path.join(where, "trials", f"{n}.json"), trial)
+        write_json(os.path.join(where, "trials", f"{n}.json"), trial)
     return trial
 
 
@@ -138,6 +107,6 @@ def finish(store_dir: str, project: str, sweep_id: str, trial: dict[str, Any], s
            value: float | None) -> None:
     """Record how a trial ended, and its metric value."""
     where = sweep_dir(store_dir, project, sweep_id)
-    with _locked(where):
-        _write(os.path.join(where, "trials", f"{int(trial['n'])}.json"),
+    with locked(where):
+        write_json(os.path.join(where, "trials", f"{int(trial['n'])}.json"),
                {**trial, "state": state, "value": value, "ended": time.time()})

@@ -853,10 +853,9 @@ def agent_cmd(root: str, sweep_path: str, count: int | None) -> None:
     agents as you like: none runs a trial twice."""
     import subprocess
     import sys
-    import tempfile
 
     from ..sweeps import store
-    from ..sweeps.trials import metric_value, trial_env
+    from ..sweeps.trials import run_trials
 
     root = os.path.abspath(root)
     project, _, sweep_id = sweep_path.rpartition("/")
@@ -868,22 +867,17 @@ def agent_cmd(root: str, sweep_path: str, count: int | None) -> None:
     program = config.get("program")
     if not isinstance(program, str) or not os.path.isfile(program):
         raise click.ClickException(f"the sweep's program {program!r} is not a file here")
-    ran = 0
-    with tempfile.TemporaryDirectory(prefix="mpbackend-agent-") as folder:
-        while count is None or ran < count:
-            trial = store.claim(root, project, sweep_id)
-            if trial is None:
-                break
-            flat = {}
-            for key, value in trial["params"].items():
-                flat[key] = json.dumps(value) if isinstance(value, dict) else value
-            args = [f"--{k}={v}" for k, v in sorted(flat.items())]
-            env = {**os.environ, **trial_env(root, project, sweep_id, trial, folder)}
-            err().print(f"trial {trial['n']}: {program} {' '.join(args)}")
-            code = subprocess.call([sys.executable, program, *args], env=env)
-            store.finish(root, project, sweep_id, trial, "finished" if code == 0 else "failed",
-                         metric_value(root, project, trial["run_id"], config))
-            ran += 1
+
+    def run_one(trial: dict[str, Any], variables: dict[str, str]) -> str:
+        args = [f"--{k}={json.dumps(v) if isinstance(v, dict) else v}"
+                for k, v in sorted(trial["params"].items())]
+        err().print(f"trial {trial['n']}: {program} {' '.join(args)}")
+        # The program is the user's training run: it takes as long as it takes.
+        code = subprocess.call([sys.executable, program, *args],
+                               env={**os.environ, **variables})
+        return "finished" if code == 0 else "failed"
+
+    ran = run_trials(root, project, sweep_id, count, run_one)
     err().print(f"{ran} trial(s) run")
 
 

@@ -15,7 +15,6 @@ one sweep: each trial is claimed once (``store``).
 from __future__ import annotations
 
 import os
-import tempfile
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from ..shared import environ
 from ..shared.settings import Settings
 from . import store
-from .trials import metric_value, trial_env
+from .trials import run_trials
 
 SWEEP_VARIABLES = ("MPBACKEND_SWEEP_ID", "MPBACKEND_SWEEP_PARAM_PATH", "MPBACKEND_RUN_ID",
                    "MPBACKEND_PROJECT", "MPBACKEND_DIR")
@@ -66,31 +65,25 @@ def agent(sweep_id: str, function: Callable[[], Any] | None = None,
     import mpbackend
 
     store_dir, project, sweep_id = _where(sweep_id, project)
-    config = store.load(store_dir, project, sweep_id)["config"]
-    ran = 0
-    with tempfile.TemporaryDirectory(prefix="mpbackend-sweep-") as folder:
-        while count is None or ran < count:
-            trial = store.claim(store_dir, project, sweep_id)
-            if trial is None:
-                break
-            saved = {k: os.environ.get(k) for k in SWEEP_VARIABLES}
-            os.environ.update(trial_env(store_dir, project, sweep_id, trial, folder))
-            state = "finished"
-            try:
-                function()
-            except Exception:
-                state = "failed"
-                traceback.print_exc()
-            finally:
-                for key, value in saved.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
-                run = mpbackend.run
-                if run is not None and run.id == trial["run_id"]:
-                    run.finish(exit_code=0 if state == "finished" else 1)
-            store.finish(store_dir, project, sweep_id, trial, state,
-                         metric_value(store_dir, project, trial["run_id"], config))
-            ran += 1
-    return ran
+
+    def run_one(trial: dict[str, Any], variables: dict[str, str]) -> str:
+        saved = {k: os.environ.get(k) for k in SWEEP_VARIABLES}
+        os.environ.update(variables)
+        state = "finished"
+        try:
+            function()
+        except Exception:
+            state = "failed"
+            traceback.print_exc()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            run = mpbackend.run
+            if run is not None and run.id == trial["run_id"]:
+                run.finish(exit_code=0 if state == "finished" else 1)
+        return state
+
+    return run_trials(store_dir, project, sweep_id, count, run_one)

@@ -1,12 +1,16 @@
 """A trial's side of a sweep, for both agents (``agent()`` in a script, and the
-command line's ``mpbackend agent``): the variables its ``init()`` reads, and its
-metric value read back from its stored run."""
+command line's ``mpbackend agent``): the loop that claims and records trials, the
+variables a trial's ``init()`` reads, and its metric value read back from its run."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Callable
 from typing import Any
+
+from . import store
 
 
 def trial_env(store_dir: str, project: str, sweep_id: str, trial: dict[str, Any],
@@ -40,3 +44,22 @@ def metric_value(store_dir: str, project: str, run_id: str, config: dict[str, An
         value = value.get(goal, value.get("last"))
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         else None
+
+
+def run_trials(store_dir: str, project: str, sweep_id: str, count: int | None,
+               run_one: Callable[[dict[str, Any], dict[str, str]], str]) -> int:
+    """Claim trials (up to ``count``, or until the sweep is done) and run each with
+    ``run_one(trial, its variables)``, which returns ``finished`` or ``failed``;
+    record each with its metric value. Returns how many ran."""
+    config = store.load(store_dir, project, sweep_id)["config"]
+    ran = 0
+    with tempfile.TemporaryDirectory(prefix="mpbackend-sweep-") as folder:
+        while count is None or ran < count:
+            trial = store.claim(store_dir, project, sweep_id)
+            if trial is None:
+                break
+            state = run_one(trial, trial_env(store_dir, project, sweep_id, trial, folder))
+            store.finish(store_dir, project, sweep_id, trial, state,
+                         metric_value(store_dir, project, trial["run_id"], config))
+            ran += 1
+    return ran

@@ -422,3 +422,37 @@ def test_without_pillow_an_image_fails_at_the_call(tmp_path):
     """, tmp_path, env={"PYTHONPATH": f"{hide}:{os.path.dirname(os.path.dirname(__file__))}"})
     out = result(done)
     assert "pip install 'mpbackend[media]'" in out["said"] and out["x"] == [1, 2]
+
+
+def test_a_batch_of_images_stops_at_batch_bytes(rundir):
+    """The sender cuts a batch of large records at 1 MiB, so its pickle (a copy) stays
+    small: with the service stopped, the batches kept for a replay show the sizes."""
+    import signal
+    import time
+
+    from mpbackend.user.interface import BATCH_BYTES
+
+    run = mpbackend.init(project="media")
+    run.log({"x": 0})
+    run.flush(timeout=20)
+    service = mpbackend.setup().manager.service.pid
+    noise = np.random.default_rng(6).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    images = []
+    for i in range(12):
+        noise[0, 0] = i
+        images.append(mpbackend.Image(noise))
+    os.kill(service, signal.SIGSTOP)
+    try:
+        for i, image in enumerate(images):  # 12 x 196 KB, logged faster than a send round
+            run.log({"img": image, "i": i})
+        deadline = time.monotonic() + 10  # the sender takes a batch, then blocks writing it
+        while time.monotonic() < deadline and max(
+                map(len, run._interface.unacked()), default=0) < BATCH_BYTES:
+            time.sleep(0.01)
+        sizes = [len(b) for b in run._interface.unacked()]
+    finally:
+        os.kill(service, signal.SIGCONT)
+    # A batch holds the images up to the first past 1 MiB (6 here), not all 12 at once.
+    assert BATCH_BYTES <= max(sizes) <= BATCH_BYTES + noise.nbytes + 4096
+    run.finish()
+    assert [r["i"] for r in _api_run(run).history(pandas=False)[1:]] == list(range(12))

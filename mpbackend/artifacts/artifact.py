@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -161,8 +162,8 @@ class Artifact:
 
     def _stage_dir(self) -> str:
         if self._staging is None:
-            self._staging = os.path.join(os.path.abspath(os.environ.get(
-                "TMPDIR", "/tmp")), f"mpbackend-artifact-{uuid.uuid4().hex}")
+            self._staging = os.path.join(tempfile.gettempdir(),
+                                         f"mpbackend-artifact-{uuid.uuid4().hex}")
             os.makedirs(self._staging, mode=0o700)
         return self._staging
 

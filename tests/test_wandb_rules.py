@@ -380,3 +380,17 @@ def test_a_summary_set_restarts_aggregates_and_a_delete_restarts_first(rundir):
     assert summary["n"] == {"a": {"first": 0, "max": 0, "mean": 0.0}}
     assert summary["loss"] == {"first": -1.65, "max": 5}
     assert summary["acc"] == {"first": -0.46}
+
+
+def test_a_delete_before_any_definition_keeps_counting_every_value(rundir):
+    """``del summary[k]`` with no definition yet: the values logged after it still
+    count (only ``first`` restarts) once a definition comes."""
+    run = mpbackend.init(project="rules")
+    run.log({"loss": 5})
+    del run.summary["loss"]
+    run.log({"loss": 3})
+    run.log({"loss": 7})
+    run.define_metric("loss", summary="first,max")
+    run.log({"loss": 1})
+    run.finish()
+    assert _stored(run)[0]["loss"] == {"first": 3, "max": 7}

@@ -518,7 +518,7 @@ class Internal:
         row["_timestamp"] = ts
         metrics = self.metrics
         filled: set[str] | frozenset[str] = frozenset()
-        if metrics.defs:
+        if metrics.defs or metrics.aggregates:  # an aggregate a delete made counts too
             if metrics.aggregates:
                 self._reshaped(row, paths)
             filled = metrics.sync_steps(row)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         RequestTimeout,
         ServiceError,
         StoreError,
+        TrialStopped,
         UsageError,
     )
     from .shared.metrics import Metric
@@ -58,7 +59,7 @@ _LAZY = {
     "Api": "read.api", "ApiRun": "read.api",
     "Error": "shared.errors", "RequestTimeout": "shared.errors", "NoSuchRun": "shared.errors",
     "ServiceError": "shared.errors", "StoreError": "shared.errors",
-    "UsageError": "shared.errors",
+    "UsageError": "shared.errors", "TrialStopped": "shared.errors",
     "Metric": "shared.metrics", "Settings": "shared.settings",
     "RunReader": "store.reader",
     "Config": "user.config", "ConfigError": "user.config", "Summary": "user.summary",
@@ -203,8 +204,8 @@ __all__ = [
     "Api", "ApiRun", "Artifact", "Audio", "Config", "ConfigError", "DisabledRun", "Error",
     "Histogram", "Html", "Image", "Metric", "Molecule", "NoSuchArtifact", "NoSuchRun", "Object3D",
     "Plotly", "RequestTimeout", "Run", "RunReader", "ServiceError", "Settings", "StoreError",
-    "Summary", "Table", "UsageError", "Video", "__version__", "alert", "config", "define_metric",
-    "finish", "init", "link_artifact", "log", "log_artifact", "log_model", "login",
+    "Summary", "Table", "TrialStopped", "UsageError", "Video", "__version__", "alert", "config",
+    "define_metric", "finish", "init", "link_artifact", "log", "log_artifact", "log_model", "login",
     "mark_preempting", "plot", "require", "restore", "run", "save", "setup", "summary", "teardown",
     "termerror", "termlog", "termwarn", "unwatch", "sweep", "agent", "use_artifact",
     "use_model", "util", "watch",

@@ -855,7 +855,7 @@ def agent_cmd(root: str, sweep_path: str, count: int | None) -> None:
     import sys
 
     from ..sweeps import store
-    from ..sweeps.trials import run_trials
+    from ..sweeps.trials import STOP_WAIT, Watch, run_trials
 
     root = os.path.abspath(root)
     project, _, sweep_id = sweep_path.rpartition("/")
@@ -868,13 +868,26 @@ def agent_cmd(root: str, sweep_path: str, count: int | None) -> None:
     if not isinstance(program, str) or not os.path.isfile(program):
         raise click.ClickException(f"the sweep's program {program!r} is not a file here")
 
-    def run_one(trial: dict[str, Any], variables: dict[str, str]) -> str:
+    def run_one(trial: dict[str, Any], variables: dict[str, str], watch: Watch) -> str:
         args = [f"--{k}={json.dumps(v) if isinstance(v, dict) else v}"
                 for k, v in sorted(trial["params"].items())]
         err().print(f"trial {trial['n']}: {program} {' '.join(args)}")
+        proc = subprocess.Popen([sys.executable, program, *args],
+                                env={**os.environ, **variables})
+
+        def stop(reason: str) -> None:
+            # As Ctrl-C would: SIGTERM lets the program write all it logged (its
+            # run ends ``interrupted``); one that does not end in STOP_WAIT is killed.
+            err().print(f"trial {trial['n']} stopped: {reason}")
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+        watch.start(stop)
         # The program is the user's training run: it takes as long as it takes.
-        code = subprocess.call([sys.executable, program, *args],
-                               env={**os.environ, **variables})
+        code = proc.wait()
         return "finished" if code == 0 else "failed"
 
     ran = run_trials(root, project, sweep_id, count, run_one)

@@ -41,6 +41,8 @@ TABLE: tuple[tuple[str, str], ...] = (
               "the model"),
     ("ARTIFACT_DIR", "where Artifact.download() puts a version by default "
                      "(<ARTIFACT_DIR>/<name>:v<N>; default ./artifacts)"),
+    ("SWEEP_POLL_SECONDS", "how often a sweep agent's hyperband watch reads the trials' "
+                           "metric values (default 1)"),
 )
 TRUE = ("1", "true", "yes", "on")
 

@@ -55,6 +55,13 @@ class NoSuchArtifact(Error, KeyError, ValueError):
         return str(self.args[0]) if self.args else "no such artifact"
 
 
+class TrialStopped(Error):
+    """``log()`` in a sweep trial that the sweep's ``early_terminate`` (hyperband)
+    stopped. It ends the trial's function; the agent records the trial ``stopped``
+    and finishes its run. Code that catches every exception around ``log()`` should
+    let this one through."""
+
+
 class StoreError(Error):
     """A run database cannot be read or written; the message names the file."""
 

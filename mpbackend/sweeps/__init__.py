@@ -9,7 +9,9 @@ Where it sits in the picture:
            (plan: grid / random / bayes (optuna) picks the next parameters)
         --the trial's run: init() takes them as its config (MPBACKEND_SWEEP_* variables)
         --store.finish(): the run's summary metric recorded with the trial
+    while a trial runs (early_terminate): trials.Watch reads every trial's metric
+        --hyperband.verdict--> the agent stops it (next log() raises / SIGTERM)
 
-``plan`` and ``store`` import only ``shared`` and the store's files, so the
+``plan``, ``hyperband`` and ``store`` import only ``shared`` and the store's files, so the
 command line (a reader) uses them; ``agent`` is the user-side loop.
 """

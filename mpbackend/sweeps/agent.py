@@ -7,6 +7,9 @@
             its init() takes the parameters as its config (user/init.py)
         the run finished if function() left it open; its summary metric read back
         store.finish(): the trial's state and value, for the next claim (bayes)
+    with early_terminate, trials.Watch judges the running trial (hyperband): told to
+        stop, its next log() raises TrialStopped, which ends function(); the trial is
+        recorded ``stopped`` and its run finished
 
 Several agents (threads, processes, machines sharing the directory) can work on
 one sweep: each trial is claimed once (``store``).
@@ -20,9 +23,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..shared import environ
+from ..shared.errors import TrialStopped
 from ..shared.settings import Settings
 from . import store
-from .trials import run_trials
+from .trials import Watch, run_trials
 
 SWEEP_VARIABLES = ("MPBACKEND_SWEEP_ID", "MPBACKEND_SWEEP_PARAM_PATH", "MPBACKEND_RUN_ID",
                    "MPBACKEND_PROJECT", "MPBACKEND_DIR")
@@ -52,13 +56,34 @@ def sweep(sweep: dict[str, Any] | Callable[[], dict[str, Any]], entity: str | No
     return store.create(os.path.abspath(Settings().dir), project, dict(config))
 
 
+def _stop_at_next_log(run_id: str, reason: str) -> None:
+    """Stop the trial whose run is ``run_id``: its next ``log()`` raises TrialStopped.
+
+    Called from the watch's thread. The run's ``log`` is replaced on the instance
+    (one attribute store, atomic under the GIL), so a running trial's log() costs
+    nothing more while no stop is asked, and the trial stops at a call of its own
+    rather than at an exception raised into it between any two bytecodes.
+    """
+    import mpbackend
+
+    run = mpbackend.run
+    if run is None or run.id != run_id:
+        return
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        raise TrialStopped(f"sweep trial {run_id} stopped by early_terminate: {reason}")
+
+    run.log = stopped  # type: ignore[method-assign]
+
+
 def agent(sweep_id: str, function: Callable[[], Any] | None = None,
           entity: str | None = None, project: str | None = None,
           count: int | None = None) -> int:
     """Run trials of the sweep in this process, each by calling ``function()`` (which
     calls ``init()``), up to ``count`` or until the sweep is done. A trial whose
     function raises is recorded ``failed`` (its traceback printed) and the next
-    one runs. Returns how many trials this agent ran."""
+    one runs. With ``early_terminate``, a trial hyperband stops gets TrialStopped
+    from its next ``log()``; it is recorded ``stopped``. Returns how many trials this agent ran."""
     if function is None:
         raise ValueError("agent() in a script needs function=; the command line "
                          "`mpbackend agent SWEEP_ID` runs the sweep's program")
@@ -66,12 +91,15 @@ def agent(sweep_id: str, function: Callable[[], Any] | None = None,
 
     store_dir, project, sweep_id = _where(sweep_id, project)
 
-    def run_one(trial: dict[str, Any], variables: dict[str, str]) -> str:
+    def run_one(trial: dict[str, Any], variables: dict[str, str], watch: Watch) -> str:
         saved = {k: os.environ.get(k) for k in SWEEP_VARIABLES}
         os.environ.update(variables)
         state = "finished"
+        watch.start(lambda reason: _stop_at_next_log(trial["run_id"], reason))
         try:
             function()
+        except TrialStopped:
+            state = "finished"  # the run ends as it would; the trial is recorded stopped
         except Exception:
             state = "failed"
             traceback.print_exc()

@@ -3,7 +3,8 @@
 wandb's format: ``method`` (grid, random, bayes), ``metric`` ({name, goal}),
 ``parameters`` (each ``values``, ``value``, a ``distribution`` with ``min``/``max``/
 ``mu``/``sigma``/``q``, or nested ``parameters``), ``run_cap``, ``program``,
-``command``. Bayesian search uses optuna (the ``sweeps`` extra).
+``command``, ``early_terminate`` (``hyperband``, judged by ``hyperband``). Bayesian
+search uses optuna (the ``sweeps`` extra).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import math
 import random
 from collections.abc import Mapping
 from typing import Any
+
+from . import hyperband
 
 METHODS = ("grid", "random", "bayes")
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform",
@@ -85,6 +88,13 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(metric, Mapping) and metric.get("goal", "minimize") not in ("minimize",
                                                                             "maximize"):
         raise ValueError("metric goal is minimize or maximize")
+    if isinstance(metric, Mapping) and "target" in metric and not hyperband.valid(
+            metric["target"]):
+        raise ValueError("metric target is a number")
+    if config.get("early_terminate") is not None:
+        if not (isinstance(metric, Mapping) and metric.get("name")):
+            raise ValueError("early_terminate needs metric: {name, goal}")
+        config["early_terminate"] = hyperband.check(config["early_terminate"])
     if method == "grid":
         for name, spec in flat.items():
             if spec["distribution"] not in ("constant", "categorical", "int_uniform"):

@@ -74,14 +74,15 @@ def trials(store_dir: str, project: str, sweep_id: str) -> list[dict[str, Any]]:
 
 def claim(store_dir: str, project: str, sweep_id: str) -> dict[str, Any] | None:
     """The next trial (written, state ``running``), or None when the sweep is done
-    (its grid exhausted, or ``run_cap`` trials made)."""
+    (its grid exhausted, ``run_cap`` trials made, or a trial reached the metric's
+    ``target``)."""
     config = load(store_dir, project, sweep_id)["config"]
     where = sweep_dir(store_dir, project, sweep_id)
     with locked(where):
         made = trials(store_dir, project, sweep_id)
         n = len(made)
         cap = config.get("run_cap")
-        if isinstance(cap, int) and n >= cap:
+        if isinstance(cap, int) and n >= cap or _reached_target(config, made):
             return None
         method = config["method"]
         if method == "grid":
@@ -92,15 +93,27 @@ def claim(store_dir: str, project: str, sweep_id: str) -> dict[str, Any] | None:
         elif method == "random":
             params = plan.random_params(config, f"{sweep_id}:{n}")
         else:
+            # A trial hyperband stopped is an observation too: the value it had.
             done = [(plan.flat_values(t["params"]), float(t["value"])) for t in made
-                    if t.get("state") == "finished" and isinstance(t.get("value"),
-                                                                     (int, float))]
+                    if t.get("state") in ("finished", "stopped")
+                    and isinstance(t.get("value"), (int, float))]
             params = plan.bayes_params(config, done, seed=n)
         trial = {"n": n, "params": params, "run_id": new_id(), "state": "running",
                  "value": None, "agent": f"{socket.gethostname()}:{os.getpid()}",
                  "started": time.time()}
         write_json(os.path.join(where, "trials", f"{n}.json"), trial)
     return trial
+
+
+def _reached_target(config: dict[str, Any], made: list[dict[str, Any]]) -> bool:
+    """A trial's value reached the metric's ``target``: wandb then starts no new trial."""
+    metric = config.get("metric") or {}
+    target = metric.get("target")
+    if not isinstance(target, (int, float)):
+        return False
+    sign = -1.0 if metric.get("goal") == "maximize" else 1.0
+    return any(isinstance(t.get("value"), (int, float)) and sign * t["value"] <= sign * target
+               for t in made)
 
 
 def finish(store_dir: str, project: str, sweep_id: str, trial: dict[str, Any], state: str,

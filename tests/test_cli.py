@@ -344,6 +344,16 @@ def test_export_keys_stdout_progress_and_big_run(root, tmp_path):
     rows = list(csv.reader(proc.stdout.splitlines()))
     assert rows[0] == ["_step", "val.loss"] and len(rows) == 1 + ALPHA_ROWS // 10
     assert rows[2] == ["10", repr(2.0 / 11)]
+    cli(root, "export", "alpha", "-k", "val.loss", "-k", "phase", "-o",
+        str(tmp_path / "k.parquet"))  # the same rows and columns as csv, by columns
+    frame = pd.read_parquet(tmp_path / "k.parquet")
+    assert list(frame.columns) == ["_step", "val.loss", "phase"]
+    assert frame["_step"].tolist() == list(range(ALPHA_ROWS))  # every row has a phase
+    assert frame["val.loss"].isna().tolist() == [s % 10 != 0 for s in range(ALPHA_ROWS)]
+    cli(root, "export", "alpha", "-k", "val.loss", "-o", str(tmp_path / "v.parquet"))
+    only = pd.read_parquet(tmp_path / "v.parquet")
+    assert only["_step"].tolist() == list(range(0, ALPHA_ROWS, 10))
+    assert only["val.loss"].tolist()[1] == 2.0 / 11
     proc = cli(root, "export", "big", "-o", str(tmp_path / "big.csv"), "--progress")
     assert f"{BIG_ROWS}/{BIG_ROWS}" in proc.stderr  # the bar, drawn to the end
     with open(tmp_path / "big.csv", newline="") as fh:

@@ -156,13 +156,13 @@ UNFLUSHED = """
 
 @pytest.mark.timeout(60)
 def test_rows_logged_a_while_before_a_sigkill_are_stored_without_a_flush(tmp_path):
-    """Mechanism: the sender thread's ``send_interval`` (5 ms). A SIGKILL loses at
-    most the records logged in the last ``send_interval``: rows logged a second
-    before the kill, never flushed, are in the pipe and stored."""
+    """Mechanism: the sender thread's wait (at most ``send_interval``, 50 ms). A
+    SIGKILL loses at most the records logged in its last wait: rows logged a
+    second before the kill, never flushed, are in the pipe and stored."""
     script = Script(UNFLUSHED, tmp_path)
     try:
         res = script.result(timeout=30)
-        time.sleep(1.0)  # 200 send intervals
+        time.sleep(1.0)  # 20 of the sender's longest waits
         os.kill(script.proc.pid, signal.SIGKILL)
         script.wait(10)
         assert wait_for(lambda: exited(res["service"]), timeout=10)
@@ -171,6 +171,39 @@ def test_rows_logged_a_while_before_a_sigkill_are_stored_without_a_flush(tmp_pat
     info, history = stored(res["dir"])
     assert info["state"] == "crashed"
     assert [row["i"] for row in history] == list(range(100))
+
+
+@pytest.mark.timeout(60)
+def test_the_sender_waits_longer_for_a_slow_loop_and_less_for_a_fast_one(rundir):
+    """Mechanism: the sender's adaptive wait (``Interface._send_batches``). A loop
+    that logs a row every 10 ms gets its rows sent in few batches, the sender
+    waiting up to ``send_interval`` (each wake-up costs the training process two
+    GIL hand-overs); a burst brings the wait back to 5 ms, so a fast loop's rows
+    leave in large batches as often as before."""
+    from mpbackend.user.interface import SHORTEST_SEND
+
+    run = mpbackend.init(project="adapt")
+    interface = run._interface
+    longest = mpbackend.setup().manager.settings.send_interval
+    assert longest > SHORTEST_SEND
+    first = interface._seq
+    for i in range(40):
+        run.log({"i": i})
+        time.sleep(0.01)
+    run.log({"i": 40})
+    assert wait_for(lambda: interface.send_wait == longest, timeout=10)
+    # 0.4 s of rows: at 5 ms a wait that would be some 40 batches or more
+    assert interface._seq - first <= 20, interface._seq - first
+    waits = set()
+    for i in range(41, 50041):
+        run.log({"i": i})
+        if i % 1000 == 0:
+            waits.add(interface.send_wait)
+    run.flush()
+    assert min(waits) == SHORTEST_SEND, waits
+    run.finish()
+    info, history = stored(run.dir)
+    assert [row["i"] for row in history] == list(range(50041))
 
 
 # -- the service dies ---------------------------------------------------------------
@@ -490,6 +523,26 @@ def test_a_live_reader_sees_rows_without_a_flush(rundir):
         f"a reader saw {seen()} of 300 rows logged without a flush"
     with mpbackend.RunReader(run.dir) as reader:
         assert reader.info()["state"] == "running"
+    run.finish()
+
+
+@pytest.mark.timeout(60)
+def test_a_fast_run_commits_before_commit_interval(rundir):
+    """Mechanism: ``COMMIT_RECORDS`` (``StreamMux.run``). With a commit_interval of a
+    minute, 20,000 rows logged without a flush still reach a live reader within
+    seconds: a commit is due every 8,192 records, so what waits for one in the
+    service's memory (and in the training process's kept batches) stays bounded."""
+    from mpbackend.service.mux import COMMIT_RECORDS
+
+    run = mpbackend.init(project="live-fast", settings={"commit_interval": 60.0})
+    for i in range(20000):
+        run.log({"i": i})
+
+    def seen() -> int:
+        with mpbackend.RunReader(run.dir) as reader:
+            return reader.row_count()
+
+    assert wait_for(lambda: seen() >= COMMIT_RECORDS, timeout=15, interval=0.1), seen()
     run.finish()
 
 

@@ -387,7 +387,7 @@ def _sample_positions(n: int, samples: int) -> list[int]:
 
 
 def _column(np: Any, path: str, chunks: list, offsets: Any, n: int, key: str,
-            kinds: set[str]) -> tuple[Any, Any]:
+            kinds: set[str], plain: bool = False) -> tuple[Any, Any]:
     """One history column as a numpy array, and where it was logged (a bool mask).
 
     Dense int64 columns stay int64; numbers with gaps, or ints mixed with floats,
@@ -395,9 +395,22 @@ def _column(np: Any, path: str, chunks: list, offsets: Any, n: int, key: str,
     object array with None there (a dense all-bool column becomes bool).
     ``chunks`` come from ``RunReader.raw_chunks`` (the positions and the length of
     f8/i8 data checked there); a json column is decoded with ``checked_values``.
+
+    ``plain`` (an export, which writes what is stored and masks what is not):
+    int64 columns stay int64 with gaps too (0 there), and a json column's values
+    stay as stored (a media reference as its dict), in an object array.
     """
-    present = np.zeros(n, dtype=bool)
     numeric = kinds <= {"f8", "i8"}
+    if numeric and len(kinds) == 1:
+        # Logged in every row of every chunk (the common case): the stored arrays
+        # joined, one copy, no fill.
+        parts = [cols.get(key) for _, cols in chunks]
+        if all(part is not None and part[1] is None for part in parts):
+            dtype = "<f8" if kinds == {"f8"} else "<i8"
+            joined = np.concatenate([np.frombuffer(part[2], dtype=dtype) for part in parts]) \
+                if parts else np.empty(0, dtype=dtype)
+            return joined, np.ones(n, dtype=bool)
+    present = np.zeros(n, dtype=bool)
     ints = np.zeros(n, dtype="<i8") if kinds == {"i8"} else None
     out = np.full(n, np.nan, dtype="f8") if numeric else np.full(n, None, dtype=object)
     for number, ((_, cols), start) in enumerate(zip(chunks, offsets[:-1])):
@@ -423,10 +436,12 @@ def _column(np: Any, path: str, chunks: list, offsets: Any, n: int, key: str,
                          else where.tolist())
             run_dir = os.path.dirname(path)
             for pos, value in zip(positions, checked_values(path, kind, data, count)):
-                out[pos] = as_ref(value, run_dir)  # a media reference as a MediaRef
+                out[pos] = value if plain else as_ref(value, run_dir)  # media: a MediaRef
     dense = bool(present.all())
     if numeric:
-        return (ints if ints is not None and dense else out), present
+        return (ints if ints is not None and (dense or plain) else out), present
+    if plain:
+        return out, present
     logged = [v for v in out[present] if v is not None]
     if logged and all(type(v) in (int, float) for v in logged):
         try:
@@ -436,6 +451,30 @@ def _column(np: Any, path: str, chunks: list, offsets: Any, n: int, key: str,
     if dense and logged and len(logged) == n and all(type(v) is bool for v in logged):
         return out.astype(bool), present
     return out, present
+
+
+def stored_columns(reader: RunReader, keys: list[str] | None = None, plain: bool = False
+                   ) -> tuple[Any, dict[str, tuple[Any, Any]]]:
+    """The history as numpy columns, read chunk by chunk as stored (no row dicts).
+
+    ``(steps, {key: (values, logged)})``: each row's ``_step`` (int64), and per
+    key (only ``keys`` if given) its values and a bool mask of the rows that
+    logged it (``_column``; ``plain`` for an export). Needs numpy.
+    """
+    import numpy as np
+
+    path = reader.path
+    chunks = list(reader.raw_chunks(keys))
+    steps = [np.frombuffer(s, dtype="<i8") for s, _ in chunks]
+    offsets = np.cumsum([0] + [len(s) for s in steps])
+    n = int(offsets[-1])
+    kinds: dict[str, set[str]] = {}
+    for _, cols in chunks:
+        for key, (kind, _, _) in cols.items():
+            kinds.setdefault(key, set()).add(kind)
+    columns = {key: _column(np, path, chunks, offsets, n, key, key_kinds, plain)
+               for key, key_kinds in kinds.items()}
+    return (np.concatenate(steps) if steps else np.empty(0, dtype="<i8")), columns
 
 
 def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: str) -> Any:
@@ -449,20 +488,12 @@ def _frame(run_dir: str, keys: list[str] | None, samples: int | None, x_axis: st
     wanted = None if keys is None else list(dict.fromkeys([x_axis, *keys]))
     stored = None if wanted is None else [k for k in wanted if k != STEP_KEY]
     with RunReader(run_dir) as reader:
-        path = reader.path
-        chunks = list(reader.raw_chunks(stored))
-    steps = [np.frombuffer(s, dtype="<i8") for s, _ in chunks]
-    offsets = np.cumsum([0] + [len(s) for s in steps])
-    n = int(offsets[-1])
-    kinds: dict[str, set[str]] = {}
-    for _, cols in chunks:
-        for key, (kind, _, _) in cols.items():
-            kinds.setdefault(key, set()).add(kind)
-    columns: dict[str, Any] = {"_step": np.concatenate(steps) if steps else
-                               np.empty(0, dtype="<i8")}
+        steps, found = stored_columns(reader, stored)
+    n = len(steps)
+    columns: dict[str, Any] = {"_step": steps}
     keep = np.ones(n, dtype=bool)
-    for key, key_kinds in kinds.items():
-        columns[key], present = _column(np, path, chunks, offsets, n, key, key_kinds)
+    for key, (values, present) in found.items():
+        columns[key] = values
         if (wanted is not None and key in wanted) or key == x_axis:
             keep &= present
     if wanted is not None and any(k not in columns for k in wanted):

@@ -13,9 +13,11 @@ Four threads, one job each:
   user's buffer;
 * the **main thread** (StreamMux) unpacks each batch, hands records to the
   Internal of their stream, answers requests on rsp_q in the order they were
-  sent, and commits every ``commit_interval``, then tells the user process up
-  to which of its numbered batches everything is stored (Committed), so it can
-  let them go; a new service after a restart first replays the ones it kept;
+  sent, and commits every ``commit_interval`` (or every ``COMMIT_RECORDS``
+  records if they come sooner; asleep while there is nothing to commit), then
+  tells the user process up to which of its numbered batches everything is
+  stored (Committed), so it can let them go; a new service after a restart first
+  replays the ones it kept;
 * the **watchdog** waits on a pidfd of the user process (psutil polling where
   there is none). When it is gone (even SIGKILLed), the main thread stores
   whatever reached the queue (bounded by ``DRAIN_SECONDS``), marks every open
@@ -87,6 +89,13 @@ TERM_GRACE = 10.0
 MAX_FINISHED = 1000  # finish replies kept for a finish asked twice (see _inform_finish)
 INBOX_BATCHES = 16
 _EOF = object()
+_WAKE = object()  # put in the inbox by the watchdog: look at user_died now
+# A commit is due after this many records even before commit_interval, so that at a
+# high rate what waits in memory for it (rows here, kept batches in the user
+# process) stays bounded; at a low rate, commit_interval.
+COMMIT_RECORDS = 8192
+# The main loop's longest sleep with nothing to commit (see ``run``).
+IDLE_WAIT = 1.0
 
 
 
@@ -161,7 +170,7 @@ def _read(rec_q: BatchQueue, inbox: queue.Queue, stop: threading.Event) -> None:
 
 
 def _watch(user_pid: int, interval: float, died: threading.Event, stop: threading.Event,
-           problems: list[str]) -> None:
+           problems: list[str], inbox: queue.Queue) -> None:
     """Watchdog thread: set ``died`` when the user process is gone (or a zombie).
 
     A pidfd (Linux 5.3+) becomes readable the moment the process ends, so death
@@ -179,7 +188,9 @@ def _watch(user_pid: int, interval: float, died: threading.Event, stop: threadin
             try:
                 poller = select.poll()
                 poller.register(pidfd, select.POLLIN)
-                while not stop.is_set() and not poller.poll(interval * 1000):
+                # The pidfd wakes this thread the moment the process ends; the
+                # timeout only lets it see ``stop``, so it is long.
+                while not stop.is_set() and not poller.poll(IDLE_WAIT * 1000):
                     pass
                 return
             except Exception as exc:
@@ -200,6 +211,10 @@ def _watch(user_pid: int, interval: float, died: threading.Event, stop: threadin
         if pidfd is not None:
             os.close(pidfd)
         died.set()
+        try:  # the main loop may be asleep for up to IDLE_WAIT: wake it
+            inbox.put_nowait(_WAKE)
+        except queue.Full:
+            pass  # it has batches to apply, and looks at ``died`` after each
 
 
 class StreamMux:
@@ -236,6 +251,7 @@ class StreamMux:
 
         self.system = SystemMonitor.create(user_pid, settings, self._notice)
         self._last_commit = time.monotonic()
+        self._since_commit = 0  # records applied since then (COMMIT_RECORDS)
         self._handlers = {
             m.HISTORY: self._history,
             m.HISTORY_FLOATS: self._history,
@@ -273,7 +289,8 @@ class StreamMux:
                          name="mpbackend-reader", daemon=True).start()
         threading.Thread(target=_watch, name="mpbackend-watchdog", daemon=True,
                          args=(self.user_pid, self.settings.watchdog_interval,
-                               self.user_died, self.stop, self.watch_problems)).start()
+                               self.user_died, self.stop, self.watch_problems,
+                               self.inbox)).start()
         self._send(m.Ready(os.getpid(), __version__, resumed))
         for text in failed:
             self._notice("resume", text, limit=len(failed))
@@ -285,8 +302,12 @@ class StreamMux:
         interval = self.settings.commit_interval
         try:
             while not self.stop.is_set():
+                # Wake for the next batch, for a commit that is due, or (nothing to
+                # commit) once every IDLE_WAIT: a quiet run costs no wake-ups but that.
+                wait = IDLE_WAIT if not self._since_commit else max(
+                    0.001, interval - (time.monotonic() - self._last_commit))
                 try:
-                    item = self.inbox.get(timeout=interval)
+                    item = self.inbox.get(timeout=wait)
                 except queue.Empty:
                     item = None
                 if item is _EOF:
@@ -296,7 +317,7 @@ class StreamMux:
                     self._unexpected(None, item.where, item.error, item.traceback)
                     self._end_all("crashed")
                     break
-                if item is not None:
+                if item is not None and item is not _WAKE:
                     self._batch(item)
                 while self.watch_problems:  # list.pop is atomic: none is lost
                     text = self.watch_problems.pop(0)
@@ -308,7 +329,8 @@ class StreamMux:
                 if self.term_at is not None and time.monotonic() > self.term_at:
                     self._end_all("crashed")
                     break
-                if time.monotonic() - self._last_commit >= interval:
+                if self._since_commit >= COMMIT_RECORDS or \
+                        time.monotonic() - self._last_commit >= interval:
                     self._commit_all()
         except Exception as exc:  # a bug in the loop itself: keep what can be kept
             self._unexpected(None, "the service's main loop", exc, traceback.format_exc())
@@ -344,7 +366,8 @@ class StreamMux:
                 continue
             if item is _EOF:
                 return
-            self._batch(item)
+            if item is not _WAKE:
+                self._batch(item)
 
     def _end_all(self, state: str) -> None:
         """End every open run as ``state``; one that fails does not keep the others open."""
@@ -357,6 +380,7 @@ class StreamMux:
     def _commit_all(self) -> None:
         """Commit every run; then tell the user process which of its batches are stored."""
         self._last_commit = time.monotonic()
+        self._since_commit = 0
         if self.system is not None:
             self.system.write()
         mark = self.applied
@@ -403,6 +427,7 @@ class StreamMux:
             if progress is not None:
                 progress.set(seq, -1)
             isolated = seq in self.isolate
+        self._since_commit += len(records)
         handlers = self._handlers
         # log() records by stream, in order; applied before any other record, so a
         # request still sees everything sent before it.

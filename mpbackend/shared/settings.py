@@ -181,11 +181,13 @@ class Settings:
             have not reached the queue yet.
         buffer_policy: what ``log()`` does when that buffer is full: ``block``
             (wait for the service, nothing lost) or ``drop`` (count and warn).
-        send_interval: seconds the sender thread lets records gather before it
-            writes a batch to the queue; a full batch or a request goes at once.
+        send_interval: the longest the sender thread lets records gather before
+            it writes a batch to the queue. It waits as little as 5 ms while
+            batches come large, and doubles its wait up to this while they come
+            small; a full batch or a request goes at once.
         batch_records: records per batch that make the sender write at once.
-        commit_interval: seconds the service lets history gather before it
-            commits a transaction to the store.
+        commit_interval: the longest the service lets history gather before it
+            commits a transaction to the store (sooner, after 8,192 records).
         watchdog_interval: seconds between the service's checks that the user
             process is alive where it cannot wait on a pidfd (Linux < 5.3);
             with one, the death is seen at once.
@@ -210,9 +212,9 @@ class Settings:
     exit_timeout: float = 30.0
     buffer_bytes: int = 16 * 1024 * 1024
     buffer_policy: str = "block"
-    send_interval: float = 0.005
+    send_interval: float = 0.05
     batch_records: int = 2000
-    commit_interval: float = 0.05
+    commit_interval: float = 0.25
     watchdog_interval: float = 0.1
     max_array_size: int = 10_000
     max_restarts: int = 3

@@ -20,9 +20,12 @@ have not reached the pipe yet. When it is full, ``publish`` waits for room
 buffer is all a SIGKILL of the user process can lose: what reached the pipe is
 in the kernel and the service stores it.
 
-One **sender thread** per process has one job: every ``send_interval`` (at once
-for a full batch or a request) it takes the whole buffer and writes it to rec_q
-as one batch, tagged with the process id and the DataLoader worker id.
+One **sender thread** per process has one job: after each wait (at once for a
+full batch or a request) it takes the whole buffer and writes it to rec_q as one
+batch, tagged with the process id and the DataLoader worker id. The wait adapts
+to the rate, from 5 ms while batches come large to ``send_interval`` while they
+come small (``SHORTEST_SEND``), so a training loop's few rows per wait cost few
+wake-ups, and a fast loop's rows still leave every few ms.
 
 In the run owner's process the sender numbers its batches and keeps each one
 (``unacked``) until the service reports it stored (``ack``, from the Router's
@@ -95,8 +98,19 @@ SMALL_ROW = SMALL // ROW_KEY_BYTES
 # A batch stops taking large records (images) past this many bytes, so that pickling
 # it (a copy of what it holds) never doubles the buffer's memory.
 BATCH_BYTES = 1 << 20
-# Empty wake-ups (of send_interval each) after which the sender waits for a record.
+# Empty wake-ups after which the sender waits for a record.
 IDLE_ROUNDS = 20
+# The sender's wait adapts to the rate (``_send_batches``): from SHORTEST_SEND (or
+# send_interval if shorter) up to send_interval, doubled after a batch of fewer than
+# GROW_BELOW records (or none), halved after one of SHRINK_AT or more, or of
+# SHRINK_BYTES of large records (images, wide rows).
+# A wake-up costs more than its records (two thread switches for the GIL here, a
+# pipe read and a batch in the service), so a slow loop's few records wait longer
+# and go together, while a fast one's go every few ms in large batches.
+SHORTEST_SEND = 0.005
+GROW_BELOW = 64
+SHRINK_AT = 256
+SHRINK_BYTES = 256 << 10
 _interfaces: weakref.WeakSet[Interface] = weakref.WeakSet()
 
 
@@ -236,7 +250,7 @@ class Interface:
                  "_ready", "_rec_q", "_request_timeout", "_room", "_router", "_sender",
                  "_sender_error", "_seq", "_space", "_token", "_unacked", "_unacked_bytes",
                  "_unacked_lock", "_unsent", "_waking", "_exit_at", "dropped", "dropped_by",
-                 "service_pid", "settings")
+                 "send_wait", "service_pid", "settings")
 
     def __init__(self, rec_q: BatchQueue, router: Router | None, settings: Settings,
                  service_pid: int | None = None) -> None:
@@ -274,6 +288,7 @@ class Interface:
         self._idle = True
         self._sender: threading.Thread | None = None
         self._closed = False
+        self.send_wait = min(SHORTEST_SEND, self._interval)  # the sender's current wait
         self._exit_at = 0.0  # set by exit_when_drained (a terminated child): see there
         self._broken: str | None = None  # why records are dropped now (None: they are not)
         self._sender_error: str | None = None  # the sender thread died, and why
@@ -435,7 +450,9 @@ class Interface:
         except _SenderDead:  # outside the lock: the write may wait for the pipe
             self._write_request(data, self._request_timeout if timeout is None else timeout)
             return
-        self._wake(self._ready)
+        if self._idle:  # as in _push: a sender that is awake needs no signal
+            self._idle = False
+            self._wake(self._ready)
         if urgent or len(self._q) >= self._batch:
             self._wake(self._now)
 
@@ -547,9 +564,11 @@ class Interface:
     def _send_batches(self) -> None:
         """Buffer -> rec_q, one batch per wake-up.
 
-        It wakes every ``send_interval`` while records come (sooner for a full
-        batch or a request); after ``IDLE_ROUNDS`` wake-ups with nothing to send
-        it waits for the next record instead.
+        While records come it wakes every ``wait`` seconds (at once for a full
+        batch or a request), ``wait`` adapting between SHORTEST_SEND and
+        ``send_interval`` to the batches it finds (see SHORTEST_SEND); after
+        ``IDLE_ROUNDS`` wake-ups with nothing to send it waits for the next
+        record instead.
         """
         pid = os.getpid()
         worker = _worker_id()
@@ -557,6 +576,9 @@ class Interface:
         token = self._token if owner else None
         q = self._q
         empty = 0
+        longest = self._interval
+        shortest = min(SHORTEST_SEND, longest)
+        wait = shortest
         while True:
             if _term_fds is not None and not self._exit_at and _sigterm_unhandled():
                 # SIGTERM came, and the main thread has not run its handler: do its part.
@@ -572,12 +594,13 @@ class Interface:
                         return
                     continue
                 self._idle = False
-            self._now.wait(self._interval)
+            self._now.wait(wait)
             self._ready.clear()
             self._now.clear()
             if not q:
                 if self._closed:
                     return
+                wait = self.send_wait = min(wait * 2, longest)
                 empty += 1
                 if empty >= IDLE_ROUNDS:
                     self._idle = True
@@ -598,6 +621,11 @@ class Interface:
                     if big >= BATCH_BYTES:  # the rest next round, at once: the batch's
                         self._now.set()     # pickle is a copy, so it is kept small
                         break
+            if len(batch) >= SHRINK_AT or big >= SHRINK_BYTES:
+                wait = max(wait / 2, shortest)
+            elif len(batch) < GROW_BELOW and big < SHRINK_BYTES // 4:
+                wait = min(wait * 2, longest)
+            self.send_wait = wait
             if batch:
                 if owner:
                     seq = self._seq

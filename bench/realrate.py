@@ -21,9 +21,10 @@ interleaved so that machine noise hits every library alike. Per run:
   out of a figure of some µs. Children are read
   with psutil before they exit (mpbackend's and wandb's service processes live
   until the interpreter ends), and the reaped ones from ``os.times()``.
-* loop slowdown on one core: the loop's wall time under ``taskset -c 0`` (the
-  library's background process or threads share the training core) over
-  ``none``'s, minus 1.
+* loop slowdown on one core: under ``taskset -c 0`` (the library's background
+  process or threads share the training core), the loop's wall time per second
+  of its work's CPU, over the same for ``none``, minus 1. (Dividing by the work's
+  own CPU time cancels the machine's run-to-run changes of speed.)
 * wake-ups: voluntary context switches of the training process and its children
   per second of loop (how often something slept and was woken).
 
@@ -204,7 +205,9 @@ def main() -> None:
                 results.setdefault((label, one_core), []).append(
                     run_one(python, lib, args.steps, args.keys, work, one_core, tree))
     base_cpu = statistics.median(r["cpu"] for r in results[("none", False)])
-    base_loop1 = statistics.median(r["loop"] for r in results[("none", True)])
+    # The loop's wall time per second of its own work: run-to-run changes in the
+    # machine's speed scale both, and cancel.
+    base_loop1 = statistics.median(r["loop"] / r["spun"] for r in results[("none", True)])
     print(f"{args.steps} steps of {args.step_ms} ms CPU ({work} spin iterations), "
           f"{args.keys} floats logged per step, median of {args.repeat}\n")
     print("| library | logging CPU per step µs | loop slowdown on one core | "
@@ -213,7 +216,7 @@ def main() -> None:
     for label, _, _ in libs:
         two, one = results[(label, False)], results[(label, True)]
         cpu = statistics.median(r["cpu"] for r in two) - base_cpu
-        slow = statistics.median(r["loop"] for r in one) / base_loop1 - 1
+        slow = statistics.median(r["loop"] / r["spun"] for r in one) / base_loop1 - 1
         wakes = statistics.median(r["switches"] / r["loop"] for r in two)
         loop = statistics.median(r["loop"] for r in two)
         print(f"| {label} | {cpu / args.steps * 1e6:,.1f} | {slow * 100:+.1f}% | "

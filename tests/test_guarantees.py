@@ -16,12 +16,13 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
 import psutil
 import pytest
-from conftest import ROOT, Script, assert_steps, exited, stored, wait_for
+from conftest import ROOT, Script, assert_steps, exited, result, stored, wait_for
 
 import mpbackend
 
@@ -283,6 +284,77 @@ def test_an_ack_lets_go_only_the_batches_it_covers(rundir):
     assert values == list(range(logged[0])), \
         f"{logged[0] - len(values)} of {logged[0]} rows lost across the restart"
     assert_steps(history)
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_holds_at_most_batch_records(rundir, monkeypatch):
+    """Mechanism: the sender's cap (``Interface._send_batches`` takes at most
+    ``batch_records``). While the service is stopped the buffer fills far past a
+    batch; once it goes on, the backlog leaves in batches of at most 2,000
+    records, so the few batches the service holds in its inbox bound its memory
+    (before the cap, one batch took the whole buffer)."""
+    from mpbackend.user import interface as module
+
+    sizes: list[int] = []
+    dumps = module._dumps_batch
+
+    def counted(batch: tuple) -> bytes:
+        sizes.append(len(batch[2]))
+        return dumps(batch)
+
+    monkeypatch.setattr(module, "_dumps_batch", counted)
+    run = mpbackend.init(project="cap")
+    limit = mpbackend.setup().manager.settings.batch_records
+    service = mpbackend.setup().manager.service.pid
+    os.kill(service, signal.SIGSTOP)
+    try:
+        for i in range(30_000):
+            run.log({"i": i})
+        time.sleep(0.3)
+    finally:
+        _continue(service)
+    run.finish()
+    assert max(sizes) <= limit < sum(sizes), (max(sizes), limit)
+    info, history = stored(run.dir)
+    assert [row["i"] for row in history] == list(range(30_000))
+
+
+MEMORY = """
+    import json, sys, psutil, mpbackend
+
+    buffer = 2 << 20
+    run = mpbackend.init(project="flat", settings={"buffer_bytes": buffer})
+    me = psutil.Process()
+    service = me.children(recursive=True)[-1]
+    rss = lambda p: p.memory_info().rss / 2**20
+    start, marks = rss(me), []
+    for s in range(1_000_000):
+        run.log({f"m{i}": s * 0.001 + i for i in range(10)})
+        if s % 100_000 == 99_999:
+            marks.append((rss(me), rss(service)))
+    run.finish()
+    print("RESULT " + json.dumps({"start": start, "marks": marks, "buffer": buffer / 2**20}))
+"""
+
+
+@pytest.mark.timeout(240)
+def test_memory_stays_flat_over_a_million_steps(tmp_path):
+    """Mechanism: every bound together (the user-side buffer, the kept batches, the
+    batch cap, the commit every 8,192 records). Logging a million steps as fast
+    as log() goes, the training process grows by the buffer and the kept batches,
+    not by the steps, and the service stays well under 80 MiB; from the second
+    100,000 steps on, neither grows (a leak per step would show here)."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(MEMORY)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": ROOT,
+                               "MPBACKEND_DIR": str(tmp_path / "mpruns"),
+                               "MPBACKEND_SILENT": "1"},
+                          capture_output=True, text=True, timeout=220)
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = result(done)
+    users, services = zip(*res["marks"])
+    assert max(users) - res["start"] <= 4 * res["buffer"] + 16, res
+    assert max(services) <= 80, res
+    assert max(users[2:]) - users[1] <= 8 and max(services[2:]) - services[1] <= 8, res
 
 
 @pytest.mark.timeout(60)

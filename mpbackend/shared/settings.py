@@ -185,7 +185,9 @@ class Settings:
             it writes a batch to the queue. It waits as little as 5 ms while
             batches come large, and doubles its wait up to this while they come
             small; a full batch or a request goes at once.
-        batch_records: records per batch that make the sender write at once.
+        batch_records: records per batch that make the sender write at once, and
+            the most a batch holds (the service's memory is bounded by a few
+            batches in its inbox).
         commit_interval: the longest the service lets history gather before it
             commits a transaction to the store (sooner, after 8,192 records).
         watchdog_interval: seconds between the service's checks that the user
@@ -210,7 +212,7 @@ class Settings:
     start_timeout: float = 60.0
     request_timeout: float = 30.0
     exit_timeout: float = 30.0
-    buffer_bytes: int = 16 * 1024 * 1024
+    buffer_bytes: int = 8 * 1024 * 1024
     buffer_policy: str = "block"
     send_interval: float = 0.05
     batch_records: int = 2000

@@ -612,7 +612,14 @@ class Interface:
             batch: list[bytes | tuple] = []
             self._unsent = batch  # what a failure of this thread would lose
             big = 0
-            for _ in range(len(q)):
+            # At most batch_records a batch: the service holds up to INBOX_BATCHES
+            # of them unpickled-to-be, so their size bounds its memory; the rest go
+            # next round, at once.
+            take = len(q)
+            if take > self._batch:
+                take = self._batch
+                self._now.set()
+            for _ in range(take):
                 data = q.popleft()
                 batch.append(data)
                 size = _size(data)

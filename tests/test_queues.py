@@ -40,6 +40,21 @@ def test_a_corrupted_body_is_dropped():
     assert q.get_bytes() == b"next"
 
 
+def test_a_frame_larger_than_the_pipe_arrives_whole():
+    """``put_bytes`` writes header and body with one writev; a pipe with less room
+    takes part of it, and the rest follows in parts, in order."""
+    import threading
+
+    q = BatchQueue(multiprocessing.get_context("spawn"))
+    body = os.urandom(3 << 20)  # three times the pipe
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.extend([q.get_bytes(), q.get_bytes()]))
+    reader.start()
+    assert q.put_bytes(body, timeout=5) and q.put_bytes(b"after", timeout=5)
+    reader.join(timeout=30)
+    assert got == [body, b"after"]
+
+
 def test_eof_when_every_writer_is_gone():
     q = BatchQueue(multiprocessing.get_context("spawn"))
     q.put_bytes(b"last", timeout=1)

@@ -357,6 +357,44 @@ def test_memory_stays_flat_over_a_million_steps(tmp_path):
     assert max(users[2:]) - users[1] <= 8 and max(services[2:]) - services[1] <= 8, res
 
 
+MANY_RUNS = """
+    import json, psutil, mpbackend
+
+    runs = [mpbackend.init(project="many", reinit="create_new") for _ in range(100)]
+    for s in range(1024):
+        for run in runs:
+            run.log({f"m{k}": s + k * 0.5 for k in range(20)})
+    for run in runs:
+        run.flush()
+    service = psutil.Process().children(recursive=True)[-1]
+    rss = service.memory_info().rss / 2**20
+    for run in runs:
+        run.finish()
+    print("RESULT " + json.dumps({"rss": rss, "dirs": [run.dir for run in runs]}))
+"""
+
+
+@pytest.mark.timeout(240)
+def test_many_open_runs_do_not_hold_a_chunk_of_rows_each(tmp_path):
+    """Mechanism: ``OPEN_ROWS`` (``StreamMux._bound_open_rows``). Each run's open
+    chunk keeps its rows in memory until it fills (1,024 rows); with 100 runs of
+    20 floats a row that would be some 160 MiB in the service. The largest open
+    chunks are written early instead, so the service stays small, and every row
+    of every run reads back."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(MANY_RUNS)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": ROOT,
+                               "MPBACKEND_DIR": str(tmp_path / "mpruns"),
+                               "MPBACKEND_SILENT": "1"},
+                          capture_output=True, text=True, timeout=220)
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = result(done)
+    assert res["rss"] < 150, res["rss"]
+    for run_dir in res["dirs"][::9]:
+        info, history = stored(run_dir)
+        assert info["state"] == "finished" and len(history) == 1024
+        assert [row["m1"] for row in history] == [s + 0.5 for s in range(1024)]
+
+
 @pytest.mark.timeout(60)
 def test_batches_kept_for_a_replay_are_bounded_by_buffer_bytes(rundir):
     """Mechanism: the bound in ``Interface._keep``. While the service commits

@@ -94,6 +94,9 @@ _WAKE = object()  # put in the inbox by the watchdog: look at user_died now
 # high rate what waits in memory for it (rows here, kept batches in the user
 # process) stays bounded; at a low rate, commit_interval.
 COMMIT_RECORDS = 8192
+# The most rows all open runs' open chunks may hold in memory together (about 1 KB
+# each as dicts of 10 floats); past it the largest are written early.
+OPEN_ROWS = 16384
 # The main loop's longest sleep with nothing to commit (see ``run``).
 IDLE_WAIT = 1.0
 
@@ -381,6 +384,7 @@ class StreamMux:
         """Commit every run; then tell the user process which of its batches are stored."""
         self._last_commit = time.monotonic()
         self._since_commit = 0
+        self._bound_open_rows()
         if self.system is not None:
             self.system.write()
         mark = self.applied
@@ -398,6 +402,21 @@ class StreamMux:
         if stored and mark is not None and mark[2] is None and mark != self.acked:
             self.acked = mark
             self._send(m.Committed(mark[1]))
+
+    def _bound_open_rows(self) -> None:
+        """Many runs open at once: end the largest open chunks early, so that the rows
+        they hold in memory (each run's open chunk keeps its rows as dicts until it
+        is written whole) stay under OPEN_ROWS in all, whatever the number of runs."""
+        held = [(internal.writer.open_rows, internal) for internal in self.streams.values()]
+        total = sum(rows for rows, _ in held)
+        if total <= OPEN_ROWS:
+            return
+        held.sort(key=lambda pair: pair[0], reverse=True)
+        for rows, internal in held:
+            internal.writer.seal_open()
+            total -= rows
+            if total <= OPEN_ROWS // 2:
+                break
 
     # -- records ---------------------------------------------------------
 

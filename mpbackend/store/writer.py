@@ -312,6 +312,24 @@ class RunWriter:
             rows = rows[len(take):]
             step += len(take)
 
+    @property
+    def open_rows(self) -> int:
+        """Rows of the open chunk (held in memory until it fills and is written whole)."""
+        return len(self._open.rows)
+
+    def seal_open(self) -> int:
+        """End the open chunk here, short of CHUNK_ROWS: the next commit writes it
+        whole and lets its rows go. The service calls it when many runs are open, so
+        that their open chunks do not hold CHUNK_ROWS rows each in memory. A reader
+        takes a short chunk as any other (the last one of a run, or of a resumed
+        run, is short too). Returns how many rows it held."""
+        chunk = self._open
+        if not chunk.rows:
+            return 0
+        self._sealed.append(chunk)
+        self._open = _Chunk()
+        return len(chunk.rows)
+
     def logged_values(self, keys: list[str]) -> dict[str, list[Any]]:
         """Every value logged so far under each of ``keys``, in step order: the rows
         stored (read back read-only, checked as any reader checks them) and then the

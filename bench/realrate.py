@@ -87,7 +87,8 @@ CHILD = textwrap.dedent("""
     t0 = time.perf_counter()
     if lib == "mpbackend":
         import mpbackend as wandb
-        run = wandb.init(project="bench", dir=outdir)
+        run = wandb.init(project="bench", dir=outdir,
+                         settings=json.loads(os.environ.get("REALRATE_SETTINGS") or "{}"))
         log, finish = run.log, run.finish
     elif lib == "wandb":
         import wandb
@@ -145,10 +146,10 @@ def calibrate(step_ms: float) -> int:
 
 
 def run_one(python: str, lib: str, steps: int, keys: int, work: int, one_core: bool,
-            tree: str) -> dict:
+            tree: str, settings: str = "") -> dict:
     outdir = tempfile.mkdtemp(prefix=f"realrate-{lib}-")
     env = {**os.environ, "PYTHONPATH": tree, "TRACKIO_DIR": outdir, "WANDB_SILENT": "true",
-           "MPBACKEND_SILENT": "1", "WANDB_MODE": "offline"}
+           "MPBACKEND_SILENT": "1", "WANDB_MODE": "offline", "REALRATE_SETTINGS": settings}
     cmd = [python, "-c", CHILD, lib, str(steps), str(keys), str(work), outdir]
     if one_core:
         cmd = ["taskset", "-c", "0", *cmd]
@@ -178,32 +179,37 @@ def main() -> None:
     parser.add_argument("--trackio-python", default=peers)
     parser.add_argument("--wandb-python", default=peers)
     parser.add_argument("--libs", default="mpbackend,trackio,wandb")
+    parser.add_argument("--settings", action="append", default=[], metavar="JSON",
+                        help="also measure mpbackend with these Settings (repeatable), "
+                             'e.g. \'{"send_interval": 0.1, "commit_interval": 1.0}\'')
     parser.add_argument("--tree", action="append", metavar="PATH",
                         help="mpbackend source tree(s) to measure (default: this checkout)")
     args = parser.parse_args()
     work = calibrate(args.step_ms)
     trees = args.tree or [HERE]
     wanted = args.libs.split(",")
-    libs: list[tuple[str, str, str]] = [("none", sys.executable, HERE)]
+    libs: list[tuple[str, str, str, str]] = [("none", sys.executable, HERE, "")]
     if "mpbackend" in wanted:
         for t in trees:
             label = (f"mpbackend@{os.path.basename(os.path.abspath(t))}" if len(trees) > 1
                      else "mpbackend")
-            libs.append((label, sys.executable, os.path.abspath(t)))
+            libs.append((label, sys.executable, os.path.abspath(t), ""))
+            for extra in args.settings:
+                libs.append((f"{label} {extra}", sys.executable, os.path.abspath(t), extra))
     for peer, python in (("trackio", args.trackio_python), ("wandb", args.wandb_python)):
         if peer not in wanted:
             continue
         if os.path.exists(python):
-            libs.append((peer, python, HERE))
+            libs.append((peer, python, HERE, ""))
         else:
             print(f"no python for {peer} at {python}: not measured", file=sys.stderr)
     results: dict[tuple[str, bool], list[dict]] = {}
     for _ in range(args.repeat):
         for one_core in (False, True):
-            for label, python, tree in libs:
-                lib = label.split("@")[0]
+            for label, python, tree, settings in libs:
+                lib = label.split("@")[0].split(" ")[0]
                 results.setdefault((label, one_core), []).append(
-                    run_one(python, lib, args.steps, args.keys, work, one_core, tree))
+                    run_one(python, lib, args.steps, args.keys, work, one_core, tree, settings))
     base_cpu = statistics.median(r["cpu"] for r in results[("none", False)])
     # The loop's wall time per second of its own work: run-to-run changes in the
     # machine's speed scale both, and cancel.
@@ -213,7 +219,7 @@ def main() -> None:
     print("| library | logging CPU per step µs | loop slowdown on one core | "
           "wake-ups per s of loop (2 cores) | loop s (2 cores) |")
     print("|---|---:|---:|---:|---:|")
-    for label, _, _ in libs:
+    for label, _, _, _ in libs:
         two, one = results[(label, False)], results[(label, True)]
         cpu = statistics.median(r["cpu"] for r in two) - base_cpu
         slow = statistics.median(r["loop"] / r["spun"] for r in one) / base_loop1 - 1

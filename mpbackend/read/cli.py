@@ -904,7 +904,7 @@ def agent_cmd(root: str, sweep_path: str, count: int | None) -> None:
         proc = subprocess.Popen([sys.executable, program, *args],
                                 env={**os.environ, **variables})
 
-        def stop(reason: str) -> None:
+        def stop(reason: str) -> bool:
             # As Ctrl-C would: SIGTERM lets the program write all it logged (its
             # run ends ``interrupted``); one that does not end in STOP_WAIT is killed.
             err().print(f"trial {trial['n']} stopped: {reason}")
@@ -913,6 +913,7 @@ def agent_cmd(root: str, sweep_path: str, count: int | None) -> None:
                 proc.wait(timeout=STOP_WAIT)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            return True
 
         watch.start(stop)
         # The program is the user's training run: it takes as long as it takes.

@@ -56,8 +56,9 @@ def sweep(sweep: dict[str, Any] | Callable[[], dict[str, Any]], entity: str | No
     return store.create(os.path.abspath(Settings().dir), project, dict(config))
 
 
-def _stop_at_next_log(run_id: str, reason: str) -> None:
+def _stop_at_next_log(run_id: str, reason: str) -> bool:
     """Stop the trial whose run is ``run_id``: its next ``log()`` raises TrialStopped.
+    False if that run is not the current one (``mpbackend.run``).
 
     Called from the watch's thread. The run's ``log`` is replaced on the instance
     (one attribute store, atomic under the GIL), so a running trial's log() costs
@@ -68,12 +69,13 @@ def _stop_at_next_log(run_id: str, reason: str) -> None:
 
     run = mpbackend.run
     if run is None or run.id != run_id:
-        return
+        return False  # not this trial's run (yet): the watch asks again
 
     def stopped(*args: Any, **kwargs: Any) -> None:
         raise TrialStopped(f"sweep trial {run_id} stopped by early_terminate: {reason}")
 
     run.log = stopped  # type: ignore[method-assign]
+    return True
 
 
 def agent(sweep_id: str, function: Callable[[], Any] | None = None,

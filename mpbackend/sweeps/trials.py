@@ -86,10 +86,17 @@ class Watch:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, stop: Callable[[str], None]) -> None:
+    def start(self, stop: Callable[[str], bool]) -> None:
+        """Watch from now on; ``stop(reason)`` stops the trial and says whether it
+        could (a trial whose run is not found yet is judged again next time)."""
         if not self.spec or not self.metric or self._thread is not None:
             return
-        interval = float(environ.value("SWEEP_POLL_SECONDS") or POLL_SECONDS)
+        text = environ.value("SWEEP_POLL_SECONDS")
+        try:
+            interval = float(text) if text else POLL_SECONDS
+        except ValueError:
+            raise ValueError(f"MPBACKEND_SWEEP_POLL_SECONDS is a number of seconds, not "
+                             f"{text!r}") from None
         self._thread = threading.Thread(target=self._watch, args=(stop, interval),
                                         name="mpbackend-sweep-watch", daemon=True)
         self._thread.start()
@@ -100,15 +107,14 @@ class Watch:
             # A stop() in progress (a program given SIGTERM) takes up to its own bound.
             self._thread.join(timeout=STOP_WAIT + 5.0)
 
-    def _watch(self, stop: Callable[[str], None], interval: float) -> None:
+    def _watch(self, stop: Callable[[str], bool], interval: float) -> None:
         while not self._done.wait(interval):
             try:
                 reason = self.check()
             except Exception:  # a store being written or replaced: read it next time
                 continue
-            if reason is not None and not self._done.is_set():
+            if reason is not None and not self._done.is_set() and stop(reason):
                 self.reason = reason
-                stop(reason)
                 return
 
     def check(self) -> str | None:

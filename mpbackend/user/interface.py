@@ -21,8 +21,9 @@ buffer is all a SIGKILL of the user process can lose: what reached the pipe is
 in the kernel and the service stores it.
 
 One **sender thread** per process has one job: after each wait (at once for a
-full batch or a request) it takes the whole buffer and writes it to rec_q as one
-batch, tagged with the process id and the DataLoader worker id. The wait adapts
+full batch or a request) it takes what the buffer holds, up to ``batch_records``
+records, and writes it to rec_q as one batch, tagged with the process id and the
+DataLoader worker id. The wait adapts
 to the rate, from 5 ms while batches come large to ``send_interval`` while they
 come small (``SHORTEST_SEND``), so a training loop's few rows per wait cost few
 wake-ups, and a fast loop's rows still leave every few ms.

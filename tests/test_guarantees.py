@@ -656,6 +656,41 @@ def test_a_fast_run_commits_before_commit_interval(rundir):
     run.finish()
 
 
+def _wake_ups(pid: int) -> int:
+    """Voluntary context switches of every thread of ``pid``: how often one slept and woke."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as status:
+                for line in status:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+@pytest.mark.timeout(60)
+def test_a_quiet_run_wakes_the_service_seldom(rundir):
+    """Mechanism: the main loop sleeps ``IDLE_WAIT`` while nothing is to be committed,
+    and the watchdog's pidfd wait is as long (``StreamMux.run``, ``_watch``). Before,
+    both woke ten to twenty times a second for nothing. (System metrics sampling is
+    off here: it wakes the service on its own interval, by design.)"""
+    run = mpbackend.init(project="quiet", settings={"system_interval": 0})
+    service = mpbackend.setup().manager.service.pid
+    run.log({"x": 1.0})
+    run.flush()
+    time.sleep(1.0)  # the last commit's wake-ups are over
+    before = _wake_ups(service)
+    time.sleep(3.0)
+    woke = _wake_ups(service) - before
+    assert woke <= 15, f"the service woke {woke} times in 3 s of a quiet run"
+    run.log({"x": 2.0})  # and it still takes rows at once
+    run.finish()
+    info, history = stored(run.dir)
+    assert [row["x"] for row in history] == [1.0, 2.0]
+
+
 # -- signals ---------------------------------------------------------------------------
 
 OWN_SIGTERM = """

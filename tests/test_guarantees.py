@@ -684,7 +684,12 @@ def test_a_quiet_run_wakes_the_service_seldom(rundir):
     before = _wake_ups(service)
     time.sleep(3.0)
     woke = _wake_ups(service) - before
-    assert woke <= 15, f"the service woke {woke} times in 3 s of a quiet run"
+    try:  # without a pidfd (Linux < 5.3) the watchdog polls, by design, 10 times a second
+        os.close(os.pidfd_open(os.getpid()))
+        polls = 0
+    except (AttributeError, OSError):
+        polls = 30
+    assert woke <= 15 + polls, f"the service woke {woke} times in 3 s of a quiet run"
     run.log({"x": 2.0})  # and it still takes rows at once
     run.finish()
     info, history = stored(run.dir)

@@ -16,13 +16,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
 import psutil
 import pytest
-from conftest import ROOT, Script, assert_steps, exited, result, stored, wait_for
+from conftest import ROOT, Script, assert_steps, exited, result, run_script, stored, wait_for
 
 import mpbackend
 
@@ -344,11 +343,7 @@ def test_memory_stays_flat_over_a_million_steps(tmp_path):
     as log() goes, the training process grows by the buffer and the kept batches,
     not by the steps, and the service stays well under 80 MiB; from the second
     100,000 steps on, neither grows (a leak per step would show here)."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(MEMORY)], cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": ROOT,
-                               "MPBACKEND_DIR": str(tmp_path / "mpruns"),
-                               "MPBACKEND_SILENT": "1"},
-                          capture_output=True, text=True, timeout=220)
+    done = run_script(MEMORY, tmp_path, timeout=220, env={"MPBACKEND_SILENT": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     res = result(done)
     users, services = zip(*res["marks"])
@@ -381,11 +376,7 @@ def test_many_open_runs_do_not_hold_a_chunk_of_rows_each(tmp_path):
     20 floats a row that would be some 160 MiB in the service. The largest open
     chunks are written early instead, so the service stays small, and every row
     of every run reads back."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(MANY_RUNS)], cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": ROOT,
-                               "MPBACKEND_DIR": str(tmp_path / "mpruns"),
-                               "MPBACKEND_SILENT": "1"},
-                          capture_output=True, text=True, timeout=220)
+    done = run_script(MANY_RUNS, tmp_path, timeout=220, env={"MPBACKEND_SILENT": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     res = result(done)
     assert res["rss"] < 150, res["rss"]

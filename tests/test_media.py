@@ -167,11 +167,16 @@ def test_tables_read_back_as_dataframes_with_media_cells(rundir):
     assert rows[1]["df"].table().to_dict("list") == {"x": [1, 2], "y": ["u", "v"]}
 
 
-def test_tables_are_wandb_json_without_pyarrow(tmp_path):
-    # A sitecustomize that hides pyarrow from the script and its service.
+def _hiding(tmp_path, module: str) -> dict[str, str]:
+    """The environment of a script (and of its service) in which ``module`` cannot be
+    imported: a sitecustomize that puts None in its place."""
     hide = tmp_path / "hide"
     hide.mkdir()
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['pyarrow'] = None\n")
+    (hide / "sitecustomize.py").write_text(f"import sys\nsys.modules[{module!r}] = None\n")
+    return {"PYTHONPATH": f"{hide}:{os.path.dirname(os.path.dirname(__file__))}"}
+
+
+def test_tables_are_wandb_json_without_pyarrow(tmp_path):
     done = run_script("""
         import json, mpbackend as wandb
         run = wandb.init(project="p")
@@ -179,7 +184,7 @@ def test_tables_are_wandb_json_without_pyarrow(tmp_path):
         run.finish()
         ref = wandb.Api().run(run.id).history(pandas=False)[0]["t"]
         print("RESULT " + json.dumps({"ref": dict(ref), "file": json.loads(ref.read())}))
-    """, tmp_path, env={"PYTHONPATH": f"{hide}:{os.path.dirname(os.path.dirname(__file__))}"})
+    """, tmp_path, env=_hiding(tmp_path, "pyarrow"))
     out = result(done)
     assert out["ref"]["path"].endswith(".table.json")
     assert out["file"] == {"columns": ["a", "b"], "data": [[1, "x"], [2, None]]}
@@ -403,9 +408,6 @@ def test_images_count_against_the_buffer_as_any_record(rundir):
 
 
 def test_without_pillow_an_image_fails_at_the_call(tmp_path):
-    hide = tmp_path / "hide"
-    hide.mkdir()
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['PIL'] = None\n")
     done = run_script("""
         import json, numpy as np, mpbackend as wandb
         run = wandb.init(project="p")
@@ -419,7 +421,7 @@ def test_without_pillow_an_image_fails_at_the_call(tmp_path):
         run.finish()
         rows = wandb.Api().run(run.id).history(pandas=False)
         print("RESULT " + json.dumps({"said": said, "x": [r["x"] for r in rows]}))
-    """, tmp_path, env={"PYTHONPATH": f"{hide}:{os.path.dirname(os.path.dirname(__file__))}"})
+    """, tmp_path, env=_hiding(tmp_path, "PIL"))
     out = result(done)
     assert "pip install 'mpbackend[media]'" in out["said"] and out["x"] == [1, 2]
 

@@ -85,6 +85,22 @@ def test_no_new_trial_once_one_reached_the_target(tmp_path):
     assert store.claim(str(tmp_path), "t", sweep_id) is None
 
 
+def test_bayes_learns_from_stopped_trials_too(tmp_path, monkeypatch):
+    """A trial hyperband stopped is an observation of its parameters (its value when
+    stopped): the next bayes suggestion is told it, as it is told finished ones."""
+    config = {"method": "bayes", "metric": {"name": "loss"},
+              "parameters": {"a": {"min": 0.0, "max": 1.0}}}
+    sweep_id = store.create(str(tmp_path), "t", config)
+    for state, value in (("finished", 0.5), ("stopped", 0.9), ("failed", None)):
+        trial = store.claim(str(tmp_path), "t", sweep_id)
+        store.finish(str(tmp_path), "t", sweep_id, trial, state, value)
+    told: list = []
+    monkeypatch.setattr(plan, "bayes_params",
+                        lambda config, done, seed: told.extend(done) or {"a": 0.1})
+    store.claim(str(tmp_path), "t", sweep_id)
+    assert sorted(value for _, value in told) == [0.5, 0.9]
+
+
 # The first trial is good and short; the others are worse from their first value on
 # and would log for 30 s: only being stopped ends them within the test's time.
 TRAIN = """

@@ -172,7 +172,7 @@ def random_params(config: Mapping[str, Any], seed: str) -> dict[str, Any]:
 def bayes_params(config: Mapping[str, Any], done: list[tuple[dict[str, Any], float]],
                  seed: int) -> dict[str, Any]:
     """The next parameters of a bayes sweep: optuna's TPE sampler, told every finished
-    trial (its flat parameters and metric value)."""
+    or stopped trial (its flat parameters and metric value)."""
     try:
         import optuna
     except ImportError:
